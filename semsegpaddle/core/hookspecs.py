@@ -1,0 +1,84 @@
+"""Every hook a semsegpaddle plugin can implement.
+
+A plugin is a module (or object) with functions decorated by ``@hookimpl`` whose names match the
+specs below. Plugins are found through the setuptools entry-point group ``semsegpaddle``; the
+package's own backbones, decoders and datasets are registered the same way.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, TypeVar, cast
+
+import pluggy
+
+PROJECT_NAME = "semsegpaddle"
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+_hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+def hookspec(function: _F) -> _F:
+    """Mark ``function`` as a hook specification (typed so the signature survives)."""
+    return cast(_F, _hookspec(function))
+
+
+def hookimpl(function: _F | None = None, **kwargs: Any) -> Any:
+    """Mark ``function`` as a hook implementation; accepts pluggy's keyword options."""
+    if function is None:
+        return _hookimpl(**kwargs)
+    return cast(_F, _hookimpl(function, **kwargs))
+
+
+# -------------------------------------------------------------------------------------------------
+# components
+# -------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def semseg_register_backbones(register: Callable[..., None]) -> None:
+    """Contribute backbones.
+
+    Called once when plugins are loaded. Call ``register(name, factory, options=..., ...)`` once per
+    backbone (see :meth:`semsegpaddle.core.registry.Registry.add` for the arguments). ``factory``
+    is called with the options from the config's ``model.backbone`` section (minus ``name`` and
+    ``pretrained``) and must return a :class:`semsegpaddle.core.interfaces.Backbone`, whose
+    ``feature_info`` declares each returned level's channels and stride. A backbone may pass
+    ``convert_weights=fn``: ``fn(state, options)`` turns a timm/torchvision state dict (name ->
+    numpy array) into this backbone's parameter names, so ``semseg convert-weights`` can import it.
+    """
+
+
+@hookspec
+def semseg_register_decoders(register: Callable[..., None]) -> None:
+    """Contribute decoders (segmentation heads).
+
+    Called once when plugins are loaded. Call ``register(name, factory, options=..., ...)`` once per
+    decoder. ``factory(feature_info, num_classes, **options)`` receives the backbone's
+    :class:`~semsegpaddle.core.interfaces.FeatureInfo` (never the backbone itself) and must return
+    a :class:`~semsegpaddle.core.interfaces.Decoder`.
+    """
+
+
+@hookspec
+def semseg_register_datasets(register: Callable[..., None]) -> None:
+    """Contribute datasets.
+
+    Called once when plugins are loaded. Call ``register(name, factory, options=..., ...)`` once per
+    dataset. ``factory(split, **options)`` gets ``split`` ("train", "val", ...) and must return a
+    :class:`~semsegpaddle.core.interfaces.SegDataset`: pairs of uint8 H×W×3 images and integer H×W
+    labels, plus ``num_classes``, ``ignore_index``, ``class_names`` and ``palette``.
+    """
+
+
+# -------------------------------------------------------------------------------------------------
+# command line
+# -------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def semseg_register_commands(cli: Any) -> None:
+    """Add subcommands to the ``semseg`` command line.
+
+    Called at the end of CLI set-up with the root :class:`click.Group`; use ``@cli.command()`` to
+    add commands. Keep their logic out of the command function where it can be reused.
+    """

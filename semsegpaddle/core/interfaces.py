@@ -1,0 +1,116 @@
+"""The contracts between the core and its plugins: backbones, decoders and datasets.
+
+A backbone declares, before any forward pass, what each returned level holds (channels, stride);
+a decoder is built from that declaration alone; a dataset yields (image, label) pairs and declares
+its classes. Plugins subclass these; the core relies on nothing else.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import paddle
+from paddle import nn
+
+
+@dataclass(frozen=True)
+class FeatureLevel:
+    """One feature map a backbone returns: its channels, its stride w.r.t. the input, a name."""
+
+    channels: int
+    stride: int
+    name: str
+
+
+class FeatureInfo(tuple):
+    """The levels a backbone returns, shallow to deep; strides never decrease."""
+
+    def __new__(cls, levels: Sequence[FeatureLevel]) -> "FeatureInfo":
+        levels = tuple(levels)
+        if not levels:
+            raise ValueError("a backbone must declare at least one feature level")
+        for level in levels:
+            if level.channels <= 0 or level.stride <= 0:
+                raise ValueError(f"feature level {level} must have positive channels and stride")
+        strides = [level.stride for level in levels]
+        if strides != sorted(strides):
+            raise ValueError(f"feature strides must not decrease, got {strides}")
+        return super().__new__(cls, levels)
+
+    @property
+    def channels(self) -> list[int]:
+        """Channels of every level."""
+        return [level.channels for level in self]
+
+    @property
+    def strides(self) -> list[int]:
+        """Stride of every level."""
+        return [level.stride for level in self]
+
+
+class Backbone(nn.Layer):
+    """A feature extractor. Subclasses set ``self.feature_info`` in ``__init__``.
+
+    ``forward(x)`` takes a float N×3×H×W batch (normalised) and returns one tensor per declared
+    level, N×channels×ceil(H/stride)×ceil(W/stride). By convention the four levels have nominal
+    strides 4, 8, 16, 32 (smaller where the output stride is reduced by dilation), so configs that
+    pick a level by index (e.g. an auxiliary head on level 2) work with every backbone.
+    """
+
+    feature_info: FeatureInfo
+
+    def forward(self, x: paddle.Tensor) -> list[paddle.Tensor]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class Decoder(nn.Layer):
+    """A segmentation head built from a :class:`FeatureInfo` and ``num_classes``.
+
+    ``forward(features)`` takes the backbone's list of levels and returns logits
+    (N×num_classes×h×w at the decoder's own stride; the model upsamples them to the input size).
+    In training it may return a list ``[logits, aux_1, ...]`` of auxiliary logits, each weighted
+    by ``aux_weights`` in the loss.
+    """
+
+    #: loss weight of each auxiliary output, in order
+    aux_weights: tuple[float, ...] = ()
+
+    def forward(self, features: list[paddle.Tensor]) -> paddle.Tensor | list[paddle.Tensor]:  # pragma: no cover
+        raise NotImplementedError
+
+
+class SegDataset:
+    """A sized, indexable collection of (image, label) pairs with a declared label space.
+
+    ``dataset[i]`` returns ``(image, label)``: image uint8 H×W×3 RGB, label an integer H×W array
+    whose values lie in ``[0, num_classes)`` or equal ``ignore_index``.
+    """
+
+    num_classes: int
+    ignore_index: int = 255
+    class_names: tuple[str, ...] = ()
+    palette: np.ndarray  # num_classes × 3 uint8 RGB colours
+
+    def __len__(self) -> int:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
+        raise NotImplementedError
+
+    def describe(self, index: int) -> str:
+        """Where sample ``index`` comes from (a file path, a seed), for error messages."""
+        return f"sample {index}"
+
+
+def default_palette(num_classes: int) -> np.ndarray:
+    """The PASCAL VOC colour map, extended to ``num_classes`` colours (uint8, num_classes × 3)."""
+    palette = np.zeros((num_classes, 3), dtype=np.uint8)
+    for index in range(num_classes):
+        value, color = index, [0, 0, 0]
+        for shift in range(7, -1, -1):
+            for channel in range(3):
+                color[channel] |= ((value >> channel) & 1) << shift
+            value >>= 3
+        palette[index] = color
+    return palette

@@ -1,0 +1,134 @@
+"""Import ImageNet weights: read timm/torchvision checkpoints, convert names, load into backbones.
+
+A backbone plugin may register ``convert_weights=fn`` where ``fn(state, options)`` maps a
+reference state dict (name -> numpy array) to the backbone's own parameter names. The generic
+part every converter needs — torch BatchNorm buffer names, dropping ``num_batches_tracked`` — is
+:func:`torch_to_paddle_names`.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from semsegpaddle.core.errors import SemsegError
+
+_BN_RENAMES = {"running_mean": "_mean", "running_var": "_variance"}
+
+
+@dataclass
+class LoadReport:
+    """What happened when a state dict was matched against a model."""
+
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # in the model, not in the file
+    unexpected: list[str] = field(default_factory=list)  # in the file, not in the model
+    mismatched: list[str] = field(default_factory=list)  # same name, other shape
+
+    @property
+    def ok(self) -> bool:
+        """True when every model parameter was loaded and nothing was left over or mismatched."""
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def summary(self) -> str:
+        """A short multi-line text naming the problems (at most 10 keys per list)."""
+        lines = [f"loaded {len(self.loaded)} tensors"]
+        for label, keys in (("missing", self.missing), ("unexpected", self.unexpected),
+                            ("shape mismatch", self.mismatched)):
+            if keys:
+                shown = ", ".join(keys[:10]) + (f", ... ({len(keys) - 10} more)" if len(keys) > 10 else "")
+                lines.append(f"{label} ({len(keys)}): {shown}")
+        return "\n".join(lines)
+
+
+def torch_to_paddle_names(state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Rename torch BatchNorm buffers to Paddle's and drop ``num_batches_tracked``."""
+    out: dict[str, np.ndarray] = {}
+    for key, value in state.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        head, _, leaf = key.rpartition(".")
+        leaf = _BN_RENAMES.get(leaf, leaf)
+        out[f"{head}.{leaf}" if head else leaf] = value
+    return out
+
+
+def drop_prefixes(state: Mapping[str, np.ndarray], prefixes: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Remove every key starting with one of ``prefixes`` (e.g. a classifier's ``fc.``)."""
+    return {k: v for k, v in state.items() if not k.startswith(prefixes)}
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Read a ``.safetensors`` (no torch needed) or ``.pth``/``.pt``/``.bin`` (needs torch) file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SemsegError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.numpy import load_file
+
+        try:
+            return dict(load_file(str(path)))
+        except Exception as exc:
+            raise SemsegError(f"{path}: not a readable safetensors file ({exc})") from None
+    if path.suffix in (".pth", ".pt", ".bin", ".pdparams"):
+        if path.suffix == ".pdparams":
+            import paddle
+
+            return {k: np.asarray(v) for k, v in paddle.load(str(path)).items()}
+        try:
+            import torch
+        except ImportError:
+            raise SemsegError(
+                f"{path}: reading .pth files needs torch (pip install torch), "
+                f"or convert the checkpoint to .safetensors"
+            ) from None
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        for key in ("state_dict", "model", "state_dict_ema"):
+            if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+                obj = obj[key]
+                break
+        return {k: v.detach().float().numpy() if v.is_floating_point() else v.numpy()
+                for k, v in obj.items() if hasattr(v, "numpy")}
+    raise SemsegError(f"{path}: unknown weights format '{path.suffix}' "
+                      f"(expected .safetensors, .pth, .pt, .bin or .pdparams)")
+
+
+def match_state(model: Any, state: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], LoadReport]:
+    """Pair ``state`` with ``model.state_dict()`` by name and shape; return what fits and a report."""
+    own = model.state_dict()
+    report = LoadReport()
+    usable: dict[str, np.ndarray] = {}
+    for key, value in state.items():
+        if key not in own:
+            report.unexpected.append(key)
+        elif tuple(own[key].shape) != tuple(np.shape(value)):
+            report.mismatched.append(f"{key} {tuple(np.shape(value))} vs {tuple(own[key].shape)}")
+        else:
+            usable[key] = value
+            report.loaded.append(key)
+    report.missing = [k for k in own if k not in state]
+    return usable, report
+
+
+def convert_state(component: Any, state: Mapping[str, np.ndarray], options: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Convert a reference state dict with the backbone component's registered converter."""
+    converter = component.extras.get("convert_weights")
+    if converter is None:
+        raise SemsegError(f"backbone '{component.name}' cannot import foreign weights "
+                          f"(its plugin registers no convert_weights)")
+    return converter(dict(state), dict(options))
+
+
+def load_into(model: Any, state: Mapping[str, np.ndarray], *, strict: bool = True, source: str = "") -> LoadReport:
+    """Load ``state`` into ``model``; with ``strict`` any missing/unexpected/mismatched key raises."""
+    usable, report = match_state(model, state)
+    if strict and not report.ok:
+        raise SemsegError(f"{source or 'weights'} do not fit the model: " + report.summary().replace("\n", "; "))
+    own = model.state_dict()
+    model.set_state_dict(
+        {k: np.asarray(v, dtype=str(own[k].dtype).replace("paddle.", "")) for k, v in usable.items()}
+    )
+    return report

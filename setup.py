@@ -1,0 +1,47 @@
+"""semsegpaddle: semantic segmentation on PaddlePaddle, extensible through pluggy plugins."""
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "semsegpaddle" / "__init__.py").read_text()).group(1)
+
+# paddle is not in install_requires: paddlepaddle (CPU) and paddlepaddle-gpu both provide the module
+# `paddle`, and a hard requirement would pull the CPU build over a user's GPU build. Pick an extra.
+setup(
+    name="semsegpaddle",
+    version=VERSION,
+    description="Semantic segmentation on PaddlePaddle: PSPNet, DeepLabv3, GloRe, GINet; plugin-based",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["semsegpaddle", "semsegpaddle.*"]),
+    package_data={"semsegpaddle": ["core/configs/*.yaml"]},
+    install_requires=[
+        "pluggy>=1.3",
+        "click>=8.1",
+        "pyyaml>=6.0",
+        "numpy>=1.23",
+        "pillow>=9.0",
+        "safetensors>=0.4",
+        "opencv-python-headless>=4.8",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "cpu": ["paddlepaddle>=3.0"],
+        "gpu": ["paddlepaddle-gpu>=3.0"],
+        "test": ["pytest>=7", "paddlepaddle>=3.0"],
+        "reference": ["torch==2.14.1", "torchvision==0.29.1", "timm>=1.0"],
+    },
+    entry_points={
+        "console_scripts": ["semseg = semsegpaddle.cli:main"],
+        "semsegpaddle": [
+            "resnet = semsegpaddle.plugins.backbones.resnet",
+            "hrnet = semsegpaddle.plugins.backbones.hrnet",
+            "efficientnet = semsegpaddle.plugins.backbones.efficientnet",
+            "deeplabv3 = semsegpaddle.plugins.decoders.deeplab",
+            "synthetic = semsegpaddle.plugins.datasets.synthetic",
+        ],
+    },
+)
