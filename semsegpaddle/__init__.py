@@ -1,5 +1,20 @@
-"""semsegpaddle: semantic segmentation on PaddlePaddle, extensible through pluggy plugins."""
+"""semsegpaddle: semantic segmentation on PaddlePaddle, extensible through pluggy plugins.
+
+``from semsegpaddle import hookimpl`` is all a plugin needs and imports nothing heavy; the Python
+API (``load_config``, ``train``, ``evaluate``, ...) is loaded on first use.
+"""
 from semsegpaddle.core.hookspecs import hookimpl
 
 __version__ = "0.1.0"
-__all__ = ["hookimpl", "__version__"]
+
+_API = {"load_config", "config_from_dict", "list_components", "create_backbone", "create_model",
+        "create_dataset", "train", "evaluate", "predict", "load_model"}
+__all__ = ["hookimpl", "__version__", *sorted(_API)]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from semsegpaddle import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'semsegpaddle' has no attribute {name!r}")

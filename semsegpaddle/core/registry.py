@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from semsegpaddle.core.errors import DuplicateComponentError, UnknownComponentError, did_you_mean
+from semsegpaddle.core.typecheck import type_name
 
 _EMPTY = inspect.Parameter.empty
 
@@ -23,11 +24,8 @@ class Option:
 
     @property
     def type_name(self) -> str:
-        """The annotation as written in the source, e.g. ``int`` or ``list[int] | None``."""
-        ann = self.annotation
-        if ann is _EMPTY:
-            return "any"
-        return ann if isinstance(ann, str) else getattr(ann, "__name__", str(ann))
+        """The annotation as a readable string, e.g. ``int`` or ``list[int] | None``."""
+        return type_name(self.annotation)
 
 
 @dataclass(frozen=True)

@@ -132,3 +132,56 @@ def load_into(model: Any, state: Mapping[str, np.ndarray], *, strict: bool = Tru
         {k: np.asarray(v, dtype=str(own[k].dtype).replace("paddle.", "")) for k, v in usable.items()}
     )
     return report
+
+
+def _looks_native(model: Any, state: Mapping[str, np.ndarray]) -> bool:
+    own = model.state_dict()
+    return sum(k in own for k in state) >= 0.9 * max(len(own), 1)
+
+
+def load_backbone_pretrained(backbone: Any, name: str, path: str, options: Mapping[str, Any]) -> LoadReport:
+    """Load ``path`` into ``backbone``: our own converted file as is, a timm/torchvision one converted.
+
+    Every backbone parameter must be found; leftovers (e.g. a classifier) are reported, not fatal.
+    """
+    from semsegpaddle.core.plugins import get_registry
+
+    state = read_checkpoint(path)
+    if not _looks_native(backbone, state):
+        state = convert_state(get_registry("backbone").get(name), state, options)
+    usable, report = match_state(backbone, state)
+    if report.missing or report.mismatched:
+        raise SemsegError(f"{path}: weights do not fit backbone '{name}' with these options: "
+                          + report.summary().replace("\n", "; "))
+    load_into(backbone, usable, strict=False)
+    return report
+
+
+def convert_weights_file(name: str, source: str, destination: str, options: Mapping[str, Any] | None = None,
+                         *, allow_missing: bool = False) -> LoadReport:
+    """Convert a timm/torchvision checkpoint to backbone ``name``'s parameters and save .safetensors.
+
+    The backbone is built with ``options`` to check every name and shape; the output is written
+    atomically and records the backbone name and options in its metadata.
+    """
+    import json
+
+    from safetensors.numpy import save_file
+
+    from semsegpaddle.core.atomic import atomic_path
+    from semsegpaddle.core.model import create_backbone
+    from semsegpaddle.core.plugins import get_registry
+
+    options = dict(options or {})
+    component = get_registry("backbone").get(name)
+    backbone = create_backbone(name, **options)
+    converted = convert_state(component, read_checkpoint(source), options)
+    usable, report = match_state(backbone, converted)
+    if report.mismatched or (report.missing and not allow_missing):
+        raise SemsegError(f"{source}: cannot convert to backbone '{name}': " + report.summary().replace("\n", "; "))
+    metadata = {"format": "semsegpaddle-backbone", "backbone": name, "options": json.dumps(options),
+                "source": str(source)}
+    with atomic_path(destination) as tmp:
+        save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in usable.items()}, str(tmp),
+                  metadata=metadata)
+    return report

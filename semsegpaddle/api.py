@@ -1,0 +1,83 @@
+"""The public Python API; the ``semseg`` command line is built on these functions.
+
+    import semsegpaddle as ss
+    config = ss.load_config("synthetic_deeplabv3", ["train.iters=200"])
+    result = ss.train(config)
+    metrics = ss.evaluate(config, weights=result.output_dir / "model_best.safetensors")
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from semsegpaddle.core.config import Config, config_from_dict, load_config
+from semsegpaddle.core.data import create_dataset
+from semsegpaddle.core.engine import BEST, TrainResult, setup_runtime
+from semsegpaddle.core.engine import train as _train
+from semsegpaddle.core.interfaces import SegDataset
+from semsegpaddle.core.metrics import Metrics
+from semsegpaddle.core.model import SegmentationModel, create_backbone
+from semsegpaddle.core.model import create_model as _create_model
+from semsegpaddle.core.plugins import get_registry, load_plugins
+from semsegpaddle.core.registry import Component
+
+__all__ = ["load_config", "config_from_dict", "list_components", "create_backbone", "create_model",
+           "create_dataset", "train", "evaluate", "predict", "load_model"]
+
+
+def list_components(kind: str | None = None, pattern: str = "*") -> list[Component]:
+    """Registered components of ``kind`` (or all kinds) whose names match ``pattern``."""
+    state = load_plugins()
+    kinds = [kind] if kind else list(state.registries)
+    return [state.registries[k].get(n) for k in kinds for n in state.registries[k].names(pattern)]
+
+
+def create_model(config: dict[str, Any], num_classes: int | None = None) -> SegmentationModel:
+    """The model a config describes; ``num_classes`` defaults to the training dataset's."""
+    if num_classes is None:
+        num_classes = create_dataset(config, config["dataset"]["train_split"]).num_classes
+    return _create_model(config, num_classes)
+
+
+def train(config: dict[str, Any], *, resume: bool = False) -> TrainResult:
+    """Train (and evaluate at the configured intervals); files go to ``runtime.output_dir``."""
+    return _train(config, resume=resume)
+
+
+def default_weights(config: dict[str, Any]) -> Path:
+    """The best checkpoint of the config's run folder."""
+    return Path(config["runtime"]["output_dir"]) / BEST
+
+
+def load_model(config: dict[str, Any], weights: str | Path | None = None, num_classes: int | None = None) -> SegmentationModel:
+    """Build the config's model, load ``weights`` (default: the run's best checkpoint), eval mode."""
+    from semsegpaddle.core.checkpoint import load_weights
+
+    model = create_model(config, num_classes)
+    load_weights(model, weights or default_weights(config))
+    model.eval()
+    return model
+
+
+def evaluate(config: dict[str, Any], weights: str | Path | None = None, split: str | None = None) -> Metrics:
+    """Evaluate a checkpoint on the config's validation split (or ``split``)."""
+    from semsegpaddle.core.evaluation import evaluate as _evaluate
+
+    dist, _ = setup_runtime(config)
+    dataset: SegDataset = create_dataset(config, split or config["dataset"]["val_split"])
+    model = load_model(config, weights, dataset.num_classes)
+    return _evaluate(model, dataset, config["eval"]["batch_size"], config["runtime"]["progress"], dist)
+
+
+def predict(config: dict[str, Any], inputs: Sequence[str | Path], output_dir: str | Path,
+            weights: str | Path | None = None, overlay: bool = False) -> list[Path]:
+    """Segment image files; write a palette PNG mask per input (and an overlay if asked)."""
+    from semsegpaddle.core.prediction import predict_files
+
+    setup_runtime(config)
+    dataset = create_dataset(config, config["dataset"]["val_split"])
+    model = load_model(config, weights, dataset.num_classes)
+    return predict_files(model, inputs, output_dir, dataset.palette, overlay=overlay,
+                         progress=config["runtime"]["progress"])

@@ -1,0 +1,221 @@
+"""The ``semseg`` command line (click). Commands are thin: their logic lives in semsegpaddle.api."""
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import click
+
+from semsegpaddle import __version__
+from semsegpaddle.core.errors import SemsegError
+
+KIND_CHOICES = ["backbone", "decoder", "dataset"]
+#: exceptions whose message is the whole story for the user: one line, exit 1, no traceback
+USER_ERRORS = (SemsegError, ValueError, FileNotFoundError)
+
+
+class SemsegGroup(click.Group):
+    """Turns bad-input errors into one-line messages unless ``--debug`` is given."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as exc:
+            if ctx.params.get("debug"):
+                raise
+            message = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+            raise click.ClickException(message or type(exc).__name__) from None
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
+    return f"Warning: {message}\n"
+
+
+def split_config_args(args: Sequence[str]) -> tuple[str | None, list[str]]:
+    """Split positional arguments into an optional config (no '=') and key=value overrides."""
+    configs = [a for a in args if "=" not in a]
+    overrides = [a for a in args if "=" in a]
+    if len(configs) > 1:
+        raise click.UsageError(f"expected at most one config, got {', '.join(configs)} (overrides look like key=value)")
+    return (configs[0] if configs else None), overrides
+
+
+def _load(args: Sequence[str], threads: int | None = None):
+    from semsegpaddle.api import load_config
+
+    config_name, overrides = split_config_args(args)
+    if threads is not None:
+        overrides.append(f"runtime.threads={threads}")
+    return load_config(config_name, overrides)
+
+
+@click.group(cls=SemsegGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="semseg")
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+def cli(debug: bool) -> None:
+    """Semantic segmentation on PaddlePaddle: train, evaluate, predict; extensible through plugins.
+
+    CONFIG arguments take a file path or the name of a packaged config (see `semseg config --list`);
+    any number of key.sub=value arguments override it.
+    """
+    warnings.formatwarning = _format_warning
+
+
+@cli.command(name="list")
+@click.argument("kind", required=False, type=click.Choice(KIND_CHOICES))
+@click.option("--pattern", default="*", show_default=True, help="Only names matching this glob.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_command(kind: str | None, pattern: str, as_json: bool) -> None:
+    """List available backbones, decoders and datasets, the plugin that gave each, and their options."""
+    from semsegpaddle.api import list_components
+
+    components = list_components(kind, pattern)
+    if as_json:
+        click.echo(json.dumps([{
+            "kind": c.kind, "name": c.name, "description": c.description, "plugin": c.plugin,
+            "distribution": c.distribution, "version": c.version,
+            "options": [{"name": o.name, "type": o.type_name, "default": o.default, "description": o.description}
+                        for o in c.options],
+        } for c in components], indent=2, default=str))
+        return
+    for current in KIND_CHOICES:
+        group = [c for c in components if c.kind == current]
+        if not group:
+            continue
+        click.secho(f"{current}s", bold=True)
+        for c in group:
+            click.echo(f"  {c.name}  [plugin {c.plugin}, {c.distribution} {c.version}]  {c.description}")
+            for o in c.options:
+                click.echo(f"      {o.name}: {o.type_name} = {o.default!r}  — {o.description}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins(as_json: bool) -> None:
+    """List loaded plugins: distribution, version and the hooks each implements; failures too."""
+    from semsegpaddle.core.plugins import load_plugins
+
+    state = load_plugins()
+    rows = []
+    for name, plugin in sorted(state.manager.list_name_plugin(), key=lambda item: item[0]):
+        dist, version = state.distribution_of(name)
+        hooks = sorted(caller.name for caller in state.manager.get_hookcallers(plugin) or [])
+        rows.append({"name": name, "distribution": dist, "version": version, "hooks": hooks})
+    failed = [{"name": n, "error": e} for n, e in state.failures]
+    if as_json:
+        click.echo(json.dumps({"plugins": rows, "failed": failed}, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['name']}  ({row['distribution']} {row['version']})  {', '.join(row['hooks'])}")
+    for row in failed:
+        click.echo(f"{row['name']}  FAILED: {row['error']}")
+
+
+@cli.command()
+@click.argument("args", nargs=-1)
+@click.option("--list", "list_packaged", is_flag=True, help="List the packaged configs.")
+def config(args: tuple[str, ...], list_packaged: bool) -> None:
+    """Print the fully merged and validated config: CONFIG [key=value ...]."""
+    from semsegpaddle.core.config import packaged_configs
+
+    if list_packaged:
+        click.echo("\n".join(packaged_configs()))
+        return
+    click.echo(_load(args).to_yaml(), nl=False)
+
+
+@cli.command()
+@click.argument("args", nargs=-1)
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint in runtime.output_dir.")
+@click.option("--threads", type=int, default=None, help="CPU threads (default: every core).")
+def train(args: tuple[str, ...], resume: bool, threads: int | None) -> None:
+    """Train: [CONFIG] [key=value ...] (default config: synthetic_deeplabv3).
+
+    Writes model_last/model_best.safetensors, train_state.pdstate, train_log.jsonl, eval_log.jsonl
+    and metrics.json into runtime.output_dir. For data parallel, run it under
+    `python -m paddle.distributed.launch --nproc_per_node N $(which semseg) train ...`.
+    """
+    from semsegpaddle.api import train as run_train
+
+    config = _load(args, threads)
+    result = run_train(config, resume=resume)
+    if result.metrics is not None:
+        click.echo(result.metrics.table())
+    click.echo(f"outputs in {result.output_dir}")
+
+
+@cli.command(name="eval")
+@click.argument("args", nargs=-1)
+@click.option("--weights", type=click.Path(dir_okay=False), default=None,
+              help="Checkpoint (.safetensors). Default: model_best.safetensors of runtime.output_dir.")
+@click.option("--split", default=None, help="Dataset split (default: dataset.val_split).")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the metrics as JSON here (default: <output_dir>/eval_metrics.json).")
+@click.option("--threads", type=int, default=None, help="CPU threads (default: every core).")
+def evaluate(args: tuple[str, ...], weights: str | None, split: str | None, out_path: str | None,
+             threads: int | None) -> None:
+    """Evaluate a checkpoint: [CONFIG] [key=value ...]; prints per-class IoU and mIoU."""
+    from semsegpaddle.api import evaluate as run_eval
+    from semsegpaddle.core.atomic import write_text_atomic
+
+    config = _load(args, threads)
+    metrics = run_eval(config, weights, split)
+    click.echo(metrics.table())
+    target = Path(out_path) if out_path else Path(config["runtime"]["output_dir"]) / "eval_metrics.json"
+    write_text_atomic(target, json.dumps(metrics.to_json(), indent=2))
+    click.echo(f"metrics written to {target}")
+
+
+@cli.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--config", "config_args", multiple=True, help="Config, then key=value overrides (repeatable).")
+@click.option("--weights", type=click.Path(dir_okay=False), default=None, help="Checkpoint (.safetensors).")
+@click.option("--output", "output_dir", type=click.Path(file_okay=False), required=True, help="Folder for masks.")
+@click.option("--overlay", is_flag=True, help="Also write <name>_overlay.png colour overlays.")
+def predict(images: tuple[str, ...], config_args: tuple[str, ...], weights: str | None, output_dir: str,
+            overlay: bool) -> None:
+    """Segment IMAGES into palette PNG masks (pixel value = class id) in --output."""
+    from semsegpaddle.api import predict as run_predict
+
+    written = run_predict(_load(config_args), images, output_dir, weights, overlay)
+    click.echo(f"wrote {len(written)} masks to {output_dir}")
+
+
+@cli.command(name="convert-weights")
+@click.argument("backbone")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False))
+@click.argument("destination", type=click.Path(dir_okay=False))
+@click.option("-o", "--option", "options", multiple=True, help="Backbone option key=value (repeatable).")
+@click.option("--allow-missing", is_flag=True, help="Write even if some backbone parameters are missing.")
+def convert_weights(backbone: str, source: str, destination: str, options: tuple[str, ...], allow_missing: bool) -> None:
+    """Convert a timm/torchvision checkpoint (.safetensors, or .pth with torch) for BACKBONE.
+
+    Example: semseg convert-weights resnet resnet50d.safetensors r50d.safetensors -o stem=deep_avgdown
+    """
+    from semsegpaddle.core.config import parse_override
+    from semsegpaddle.core.weights import convert_weights_file
+
+    parsed = dict(parse_override(o) for o in options)
+    report = convert_weights_file(backbone, source, destination, parsed, allow_missing=allow_missing)
+    click.echo(report.summary())
+    click.echo(f"wrote {destination}; use it with model.backbone.pretrained={destination}")
+
+
+def _register_plugin_commands() -> None:
+    from semsegpaddle.core.plugins import load_plugins
+
+    load_plugins().manager.hook.semseg_register_commands(cli=cli)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point."""
+    warnings.formatwarning = _format_warning
+    _register_plugin_commands()
+    cli.main(args=list(argv) if argv is not None else sys.argv[1:], prog_name="semseg")
+
+
+if __name__ == "__main__":
+    main()

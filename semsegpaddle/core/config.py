@@ -1,0 +1,284 @@
+"""Load, merge, override and validate YAML configs.
+
+- ``_base_``: a file or list of files (paths relative to the including file, or names of packaged
+  configs) merged in order, then the file itself on top. Mappings merge key by key; lists and
+  scalars replace. When a component section (``model.backbone``, ``model.decoder``, ``dataset``)
+  changes its ``name``, the section is replaced rather than merged: the old component's options
+  would not fit the new one.
+- Overrides ``a.b=value`` (value parsed as YAML) apply last, with the same rule.
+- Validation checks every key against the engine schema and the chosen components' declared
+  options, and fills in defaults. Errors name the file, the key and the closest valid key.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from semsegpaddle.core.errors import ConfigError, SemsegError, did_you_mean
+from semsegpaddle.core.schema import SCHEMA, ComponentSection, Key, schema_defaults
+from semsegpaddle.core.typecheck import type_matches, type_name
+
+PACKAGED_DIR = Path(__file__).parent / "configs"
+COMMAND_LINE = "command line"
+
+
+class Config(dict):
+    """A nested config mapping that remembers which file (or the command line) set each key."""
+
+    def __init__(self, data: dict[str, Any] | None = None, sources: dict[str, str] | None = None) -> None:
+        super().__init__(data or {})
+        self.sources: dict[str, str] = dict(sources or {})
+
+    def source_of(self, dotted: str) -> str:
+        """The file that set ``dotted`` (or its closest parent), else 'defaults'."""
+        parts = dotted.split(".")
+        while parts:
+            found = self.sources.get(".".join(parts))
+            if found:
+                return found
+            parts.pop()
+        return "defaults"
+
+    def select(self, dotted: str) -> Any:
+        """The value at ``a.b.c``."""
+        node: Any = self
+        for part in dotted.split("."):
+            node = node[part]
+        return node
+
+    def to_yaml(self) -> str:
+        """The config as YAML text (plain types only)."""
+        return yaml.safe_dump(_plain(self), sort_keys=False)
+
+
+def _plain(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _plain(v) for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [_plain(v) for v in node]
+    return node
+
+
+def packaged_configs() -> list[str]:
+    """Names of the configs shipped with the package."""
+    return sorted(p.stem for p in PACKAGED_DIR.glob("*.yaml"))
+
+
+def resolve_config_path(name_or_path: str | Path, relative_to: Path | None = None) -> Path:
+    """A config file from a path (relative to ``relative_to`` if given) or a packaged config name."""
+    text = str(name_or_path)
+    candidates = []
+    if relative_to is not None:
+        candidates.append(relative_to / text)
+    candidates.append(Path(text))
+    candidates.append(PACKAGED_DIR / (text if text.endswith((".yaml", ".yml")) else f"{text}.yaml"))
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"config '{text}' is neither a file nor a packaged config{did_you_mean(Path(text).stem, packaged_configs())}; "
+        f"packaged: {', '.join(packaged_configs())}"
+    )
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def _component_paths(node: Any = SCHEMA, prefix: str = "") -> set[str]:
+    paths = set()
+    for key, child in node.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(child, ComponentSection):
+            paths.add(dotted)
+        elif isinstance(child, dict):
+            paths |= _component_paths(child, dotted + ".")
+    return paths
+
+
+COMPONENT_PATHS = _component_paths()
+
+
+def merge_into(target: Config, update: dict[str, Any], source: str, prefix: str = "") -> None:
+    """Merge ``update`` into ``target`` in place, recording ``source`` for every key it sets."""
+    for key, value in update.items():
+        dotted = f"{prefix}{key}"
+        node = target.select(prefix[:-1]) if prefix else target
+        replace_section = (
+            dotted in COMPONENT_PATHS and isinstance(value, dict) and isinstance(node.get(key), dict)
+            and "name" in value and value["name"] != node[key].get("name")
+        )
+        if isinstance(value, dict) and isinstance(node.get(key), dict) and not replace_section:
+            merge_into(target, value, source, dotted + ".")
+        else:
+            node[key] = copy.deepcopy(value)
+            for known in [k for k in target.sources if k.startswith(dotted + ".")]:
+                del target.sources[known]
+            _record(target.sources, value, dotted, source)
+
+
+def _record(sources: dict[str, str], value: Any, dotted: str, source: str) -> None:
+    sources[dotted] = source
+    if isinstance(value, dict):
+        for key, child in value.items():
+            _record(sources, child, f"{dotted}.{key}", source)
+
+
+def _load_file(path: Path, chain: tuple[Path, ...] = ()) -> Config:
+    path = path.resolve()
+    if path in chain:
+        raise ConfigError(f"{path}: _base_ inherits from itself ({' -> '.join(str(p) for p in chain + (path,))})")
+    data = _read_yaml(path)
+    bases = data.pop("_base_", [])
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{path}: _base_ must be a config name or a list of config names")
+    merged = Config()
+    for base in bases:
+        base_config = _load_file(resolve_config_path(base, path.parent), chain + (path,))
+        _merge_config(merged, base_config)
+    merge_into(merged, data, str(path))
+    return merged
+
+
+def _merge_config(target: Config, other: Config) -> None:
+    """Merge another loaded config, keeping the files it recorded as sources."""
+    merge_into(target, other, "?")
+    target.sources.update(other.sources)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``a.b=value`` and parse the value as YAML (numbers, booleans, null, lists)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override '{text}' must look like key.sub=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def apply_overrides(config: Config, overrides: Iterable[str]) -> None:
+    """Apply ``key.sub=value`` overrides in place (recorded as coming from the command line)."""
+    for text in overrides:
+        key, value = parse_override(text)
+        update: Any = value
+        for part in reversed(key.split(".")):
+            update = {part: update}
+        merge_into(config, update, COMMAND_LINE)
+
+
+def load_config(name_or_path: str | Path | None = None, overrides: Iterable[str] = (), *, validate: bool = True) -> Config:
+    """Load a config file or packaged config (default: ``synthetic_deeplabv3``), apply overrides, validate."""
+    path = resolve_config_path(name_or_path or "synthetic_deeplabv3")
+    config = _load_file(path)
+    apply_overrides(config, overrides)
+    return validate_config(config) if validate else config
+
+
+def config_from_dict(data: dict[str, Any], overrides: Iterable[str] = (), source: str = "<dict>") -> Config:
+    """Build and validate a config from a Python mapping (the Python API's entry point)."""
+    config = Config()
+    merge_into(config, data, source)
+    apply_overrides(config, overrides)
+    return validate_config(config)
+
+
+# -------------------------------------------------------------------------------------------------
+# validation
+# -------------------------------------------------------------------------------------------------
+
+
+def validate_config(config: Config) -> Config:
+    """Check every key and type; return a new Config with all defaults filled in."""
+    resolved = Config(schema_defaults(), config.sources)
+    _validate_node(config, SCHEMA, "", resolved, config)
+    resolved.sources = dict(config.sources)
+    return resolved
+
+
+def _fail(config: Config, dotted: str, message: str) -> None:
+    raise ConfigError(f"{config.source_of(dotted)}: {message}")
+
+
+def _validate_node(node: Any, schema: dict[str, Any], prefix: str, out: dict[str, Any], config: Config) -> None:
+    node = {} if node is None else node  # an empty YAML section
+    if not isinstance(node, dict):
+        _fail(config, prefix[:-1], f"'{prefix[:-1]}' must be a mapping, got {type(node).__name__}")
+    for key, value in node.items():
+        dotted = f"{prefix}{key}"
+        if key not in schema:
+            _fail(config, dotted, f"unknown key '{dotted}'{did_you_mean(key, schema)}; "
+                                  f"valid keys here: {', '.join(schema)}")
+        spec = schema[key]
+        if isinstance(spec, Key):
+            _check_value(config, dotted, value, spec.type)
+            out[key] = copy.deepcopy(value)
+        elif isinstance(spec, ComponentSection):
+            out[key] = _validate_component(config, dotted, value, spec)
+        else:
+            _validate_node(value, spec, dotted + ".", out[key], config)
+    for key, spec in schema.items():
+        if isinstance(spec, ComponentSection) and key not in node:
+            out[key] = _validate_component(config, f"{prefix}{key}", {}, spec)
+
+
+def _check_value(config: Config, dotted: str, value: Any, annotation: Any) -> None:
+    if not type_matches(value, annotation):
+        _fail(config, dotted, f"'{dotted}' expects {type_name(annotation)}, got {type(value).__name__} {value!r}")
+
+
+def _validate_component(config: Config, dotted: str, section: Any, spec: ComponentSection) -> dict[str, Any]:
+    from semsegpaddle.core.plugins import get_registry
+
+    section = {} if section is None else section
+    if not isinstance(section, dict):
+        _fail(config, dotted, f"'{dotted}' must be a mapping with a 'name', got {type(section).__name__}")
+    name = section.get("name", spec.default_name)
+    if not isinstance(name, str):
+        _fail(config, f"{dotted}.name", f"'{dotted}.name' expects str, got {type(name).__name__} {name!r}")
+    try:
+        component = get_registry(spec.kind).get(name)
+    except SemsegError as exc:
+        _fail(config, f"{dotted}.name", f"'{dotted}.name': {exc}")
+    resolved: dict[str, Any] = {"name": name}
+    resolved.update({k: v.default for k, v in spec.extra.items()})
+    resolved.update(component.defaults())
+    valid = ["name", *spec.extra, *(o.name for o in component.options)]
+    for key, value in section.items():
+        if key == "name":
+            continue
+        key_path = f"{dotted}.{key}"
+        if key in spec.extra:
+            _check_value(config, key_path, value, spec.extra[key].type)
+        elif (option := component.option(key)) is not None:
+            _check_value(config, key_path, value, option.annotation)
+        else:
+            _fail(config, key_path, f"unknown key '{key_path}': {spec.kind} '{name}' has no option '{key}'"
+                                    f"{did_you_mean(key, valid)}; valid: {', '.join(valid)}")
+        resolved[key] = copy.deepcopy(value)
+    return resolved
+
+
+def component_options(section: dict[str, Any], spec_extra: Iterable[str] = ()) -> dict[str, Any]:
+    """The options to pass to a component's factory: the section minus ``name`` and engine keys."""
+    skip = {"name", *spec_extra}
+    return {k: v for k, v in section.items() if k not in skip}

@@ -1,0 +1,25 @@
+"""Small building blocks shared by the core and by plugins (conv-BN-ReLU, resizing)."""
+from __future__ import annotations
+
+import paddle
+import paddle.nn.functional as F
+from paddle import nn
+
+
+class ConvBNReLU(nn.Sequential):
+    """k×k convolution (no bias) → BatchNorm → ReLU, 'same' padding for odd k with dilation."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1) -> None:
+        padding = dilation * (kernel_size - 1) // 2
+        super().__init__(
+            nn.Conv2D(in_channels, out_channels, kernel_size, padding=padding, dilation=dilation, bias_attr=False),
+            nn.BatchNorm2D(out_channels),
+            nn.ReLU(),
+        )
+
+
+def resize_to(x: paddle.Tensor, size: list[int] | tuple[int, int]) -> paddle.Tensor:
+    """Bilinear resize of N×C×h×w to ``size`` = (H, W), align_corners=False (no-op if equal)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)

@@ -1,0 +1,86 @@
+"""The engine's own config keys: their types, defaults and meaning.
+
+Component sections (``model.backbone``, ``model.decoder``, ``dataset``) hold ``name`` plus the
+options that component declares; their valid keys come from the registry at validation time.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Key:
+    """One engine key: its type annotation, default and a one-line description."""
+
+    type: Any
+    default: Any
+    description: str
+
+
+@dataclass(frozen=True)
+class ComponentSection:
+    """A section naming a component of ``kind``; ``extra`` are engine keys allowed beside its options."""
+
+    kind: str
+    default_name: str
+    extra: dict[str, Key]
+
+
+IMAGENET_MEAN = [123.675, 116.28, 103.53]
+IMAGENET_STD = [58.395, 57.12, 57.375]
+
+SCHEMA: dict[str, Any] = {
+    "model": {
+        "backbone": ComponentSection("backbone", "resnet", {
+            "pretrained": Key(str | None, None, "weights file for the backbone (converted with semseg convert-weights, or a timm/torchvision checkpoint)"),
+        }),
+        "decoder": ComponentSection("decoder", "deeplabv3", {}),
+        "aux": {
+            "level": Key(int | None, None, "backbone level of the FCN auxiliary head (e.g. 2 = stride-16 stage), null for none"),
+            "weight": Key(float, 0.4, "loss weight of the auxiliary head"),
+            "channels": Key(int, 256, "hidden channels of the auxiliary head"),
+        },
+        "mean": Key(list[float], IMAGENET_MEAN, "per-channel RGB mean subtracted inside the model (inputs are 0-255)"),
+        "std": Key(list[float], IMAGENET_STD, "per-channel RGB std the model divides by"),
+    },
+    "dataset": ComponentSection("dataset", "synthetic", {
+        "train_split": Key(str, "train", "split used for training"),
+        "val_split": Key(str, "val", "split used for evaluation"),
+    }),
+    "train": {
+        "iters": Key(int, 1000, "number of optimisation steps"),
+        "batch_size": Key(int, 8, "images per step and per process"),
+        "crop_size": Key(list[int], [512, 512], "training crop [height, width]"),
+        "scale_range": Key(list[float], [0.5, 2.0], "random rescale range [min, max] before cropping"),
+        "flip": Key(bool, True, "random horizontal flip"),
+        "lr": Key(float, 0.01, "base learning rate (SGD with momentum)"),
+        "momentum": Key(float, 0.9, "SGD momentum"),
+        "weight_decay": Key(float, 4e-5, "L2 weight decay"),
+        "power": Key(float, 0.9, "exponent of the poly learning-rate schedule"),
+        "warmup_iters": Key(int, 0, "linear warm-up steps from 0 to lr"),
+        "eval_interval": Key(int, 0, "evaluate every N steps (0: only at the end)"),
+        "log_interval": Key(int, 10, "write a log line every N steps"),
+        "save_interval": Key(int, 0, "save a checkpoint every N steps (0: only at the end and at evaluations)"),
+        "num_workers": Key(int, 0, "data-loading worker processes (0: load in the main process)"),
+    },
+    "eval": {
+        "batch_size": Key(int, 1, "images per evaluation step (images of one batch must share a size)"),
+    },
+    "runtime": {
+        "seed": Key(int, 0, "random seed of weights, sampling and augmentation"),
+        "threads": Key(int, 0, "CPU threads for Paddle's kernels (0: every core available)"),
+        "output_dir": Key(str, "runs/default", "folder for checkpoints, logs and metrics"),
+        "device": Key(str, "auto", "auto, cpu or gpu"),
+        "progress": Key(bool, True, "show progress bars"),
+    },
+}
+
+
+def schema_defaults(node: Any = SCHEMA) -> Any:
+    """The default config implied by the schema (component sections get only ``name``)."""
+    if isinstance(node, Key):
+        return node.default
+    if isinstance(node, ComponentSection):
+        return {"name": node.default_name, **{k: v.default for k, v in node.extra.items()}}
+    return {key: schema_defaults(child) for key, child in node.items()}

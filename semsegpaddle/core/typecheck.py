@@ -1,0 +1,60 @@
+"""Check config values against type annotations (the small subset configs use)."""
+from __future__ import annotations
+
+import collections.abc
+import inspect
+import types
+import typing
+from typing import Any
+
+
+def type_matches(value: Any, annotation: Any) -> bool:
+    """True if ``value`` (as read from YAML) is acceptable for ``annotation``.
+
+    Supports None, bool, int, float (ints accepted), str, list/tuple/Sequence[X] (YAML lists),
+    dict, Literal, Optional/Union and ``X | Y``. Unknown or string annotations accept anything.
+    """
+    if annotation in (inspect.Parameter.empty, Any) or isinstance(annotation, str):
+        return True
+    if annotation is None or annotation is type(None):
+        return value is None
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(type_matches(value, arg) for arg in args)
+    if origin is typing.Literal:
+        return value in args
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if origin in (list, tuple, collections.abc.Sequence) or annotation in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False
+        if not args:
+            return True
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            return len(value) == len(args) and all(type_matches(v, a) for v, a in zip(value, args))
+        return all(type_matches(v, args[0]) for v in value)
+    if origin is dict or annotation is dict:
+        return isinstance(value, dict)
+    if isinstance(annotation, type):
+        return isinstance(value, annotation)
+    return True
+
+
+def type_name(annotation: Any) -> str:
+    """A readable name for an annotation, e.g. ``int``, ``list[float]``, ``str | None``."""
+    if annotation in (inspect.Parameter.empty, Any):
+        return "any"
+    if isinstance(annotation, str):
+        return annotation
+    if annotation is type(None):
+        return "None"
+    if isinstance(annotation, type) and not typing.get_args(annotation):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
