@@ -54,7 +54,15 @@ def run_reference(reference, x: np.ndarray):
 
 @pytest.fixture(scope="module")
 def timm():
-    return pytest.importorskip("timm")
+    """timm, with torch on one thread: on the shared 2-core machine OpenMP's spinning threads
+    made a 64×64 B6 forward take seconds instead of ~0.1 s."""
+    timm = pytest.importorskip("timm")
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield timm
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module", params=list(VARIANTS))

@@ -106,7 +106,8 @@ def test_matches_timm(timm_name, factory, options, output_stride):
         expected = reference.forward_intermediates(
             torch.from_numpy(INPUT), indices=[1, 2, 3, 4], intermediates_only=True)
     ours = factory(output_stride=output_stride, **options)
-    assert ours.feature_info.strides == {32: [4, 8, 16, 32], 16: [4, 8, 16, 16], 8: [4, 8, 8, 8]}[output_stride]
+    expected_strides = {32: [4, 8, 16, 32], 16: [4, 8, 16, 16], 8: [4, 8, 8, 8]}[output_stride]
+    assert ours.feature_info.strides == expected_strides
     check_parity(ours, reference, expected)
 
 

@@ -86,7 +86,7 @@ def _fill_registries(state: PluginState) -> None:
     for kind, (hook_name, positional) in KINDS.items():
         registry = state.registries[kind]
         hook = getattr(manager.hook, hook_name)
-        for impl in reversed(hook.get_hookimpls()):  # registration order, oldest first
+        for impl in hook.get_hookimpls():  # registration order, oldest first
             plugin_name = manager.get_name(impl.plugin) or repr(impl.plugin)
             dist_name, version = state.distribution_of(plugin_name)
 

@@ -100,6 +100,7 @@ class Registry:
         self.kind = kind
         self.positional = positional
         self._components: dict[str, Component] = {}
+        self._conflicts: dict[str, str] = {}  # name -> the duplicate-registration message
 
     def add(
         self,
@@ -124,11 +125,12 @@ class Registry:
             raise ValueError(f"{self.kind} name {name!r} must be lower case letters, digits, _ - .")
         if name in self._components:
             other = self._components[name]
-            raise DuplicateComponentError(
+            self._conflicts[name] = (
                 f"{self.kind} '{name}' is registered twice: by plugin '{other.plugin}' "
                 f"({other.distribution}) and by plugin '{plugin}' ({distribution}); "
                 f"uninstall or block one of them (SEMSEG_BLOCK_PLUGINS)"
             )
+            raise DuplicateComponentError(self._conflicts[name])
         doc = description or (inspect.getdoc(factory) or "").split("\n")[0]
         component = Component(
             kind=self.kind,
@@ -146,6 +148,8 @@ class Registry:
 
     def get(self, name: str) -> Component:
         """The component called ``name``; unknown names list what exists and the closest one."""
+        if name in self._conflicts:
+            raise DuplicateComponentError(self._conflicts[name])
         try:
             return self._components[name]
         except KeyError:

@@ -7,7 +7,7 @@ stage's dilation in its first 3×3 conv, later blocks use the stage's own.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import paddle
@@ -42,12 +42,13 @@ def _invalid(option: str, value: object, expected: str) -> ValueError:
     return ValueError(f"{option}={value!r} is invalid: expected {expected}")
 
 
-def _conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, dilation: int = 1, groups: int = 1) -> nn.Conv2D:
+def _conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, dilation: int = 1,
+          groups: int = 1) -> nn.Conv2D:
     """A bias-free conv with 'same' padding for odd kernels, He-initialised (fan-out) as timm does."""
     return nn.Conv2D(
         in_ch, out_ch, kernel, stride=stride, padding=dilation * (kernel - 1) // 2, dilation=dilation,
         groups=groups, bias_attr=False,
-        weight_attr=paddle.ParamAttr(initializer=nn.initializer.KaimingNormal(nonlinearity="relu", mode="fan_out")),
+        weight_attr=paddle.ParamAttr(initializer=nn.initializer.KaimingNormal(mode="fan_out")),
     )
 
 
@@ -68,8 +69,8 @@ class BasicBlock(nn.Layer):
     expansion = 1
 
     def __init__(self, inplanes: int, planes: int, stride: int, downsample: nn.Layer | None,
-                 dilation: int, first_dilation: int, norm: type, cardinality: int = 1,
-                 base_width: int = 64) -> None:
+                 dilation: int, first_dilation: int, norm: Callable[[int], nn.Layer],
+                 cardinality: int = 1, base_width: int = 64) -> None:
         super().__init__()
         if cardinality != 1 or base_width != 64:
             raise ValueError("BasicBlock supports neither groups nor a changed base width")
@@ -94,8 +95,8 @@ class Bottleneck(nn.Layer):
     expansion = 4
 
     def __init__(self, inplanes: int, planes: int, stride: int, downsample: nn.Layer | None,
-                 dilation: int, first_dilation: int, norm: type, cardinality: int = 1,
-                 base_width: int = 64) -> None:
+                 dilation: int, first_dilation: int, norm: Callable[[int], nn.Layer],
+                 cardinality: int = 1, base_width: int = 64) -> None:
         super().__init__()
         width = int(planes * base_width / 64) * cardinality
         self.conv1 = _conv(inplanes, width, 1)
@@ -117,7 +118,8 @@ class Bottleneck(nn.Layer):
         return self.act3(x + shortcut)
 
 
-def _downsample(inplanes: int, outplanes: int, stride: int, dilation: int, avg_down: bool, norm: type) -> nn.Sequential:
+def _downsample(inplanes: int, outplanes: int, stride: int, dilation: int, avg_down: bool,
+                norm: Callable[[int], nn.Layer]) -> nn.Sequential:
     """The projection shortcut: a strided 1×1 conv (v1b/c), or avg-pool then 1×1 conv (v1d)."""
     if not avg_down:
         return nn.Sequential(_conv(inplanes, outplanes, 1, stride), norm(outplanes))
@@ -318,7 +320,7 @@ _COMMON_OPTIONS = {
 
 
 @hookimpl
-def semseg_register_backbones(register) -> None:
+def semseg_register_backbones(register: Callable[..., None]) -> None:
     """Register ``resnet`` and ``resnext``."""
     register(
         "resnet", build_resnet,

@@ -169,7 +169,7 @@ def _background(rng: np.random.Generator, size: int, max_distractors: int, scale
         colour = tuple(float(v) for v in rng.uniform(0, 255, size=3))
         if rng.random() < 0.6:  # a thin scribble of two or three segments
             points = (rng.uniform(0, size, size=(int(rng.integers(2, 4)), 2)) * _ONE).astype(np.int32)
-            cv2.polylines(image, [points], False, colour, 1, cv2.LINE_AA, _SHIFT)
+            cv2.polylines(image, [points], False, colour, max(1, round(scale)), cv2.LINE_AA, _SHIFT)
         else:  # a cluster of specks
             centre = rng.uniform(0, size, size=2)
             for dx, dy in rng.normal(0, 6 * scale, size=(int(rng.integers(3, 8)), 2)):

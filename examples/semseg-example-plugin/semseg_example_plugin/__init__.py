@@ -1,0 +1,1 @@
+"""Example components contributed to semsegpaddle through the `semsegpaddle` entry-point group."""

@@ -1,0 +1,115 @@
+"""The command line through click's test runner: listing, config, errors, train/eval/predict."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from semsegpaddle import __version__
+from semsegpaddle.cli import cli, split_config_args
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def test_version(runner):
+    result = runner.invoke(cli, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_list_shows_components_plugins_and_options(runner):
+    result = runner.invoke(cli, ["list"])
+    assert result.exit_code == 0, result.output
+    for name in ("resnet", "deeplabv3", "synthetic"):
+        assert f"  {name}  [plugin " in result.output
+    assert "semsegpaddle" in result.output
+    assert "output_stride: int = 32" in result.output
+
+
+def test_list_json_and_kind_filter(runner):
+    result = runner.invoke(cli, ["list", "decoder", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert {row["kind"] for row in rows} == {"decoder"}
+    deeplab = next(row for row in rows if row["name"] == "deeplabv3")
+    assert deeplab["distribution"] == "semsegpaddle"
+    assert {o["name"] for o in deeplab["options"]} == {"channels", "atrous_rates", "dropout", "in_level"}
+    result = runner.invoke(cli, ["list", "backbone", "--json", "--pattern", "res*"])
+    assert [row["name"] for row in json.loads(result.output)] == ["resnet", "resnext"]
+
+
+def test_plugins_command_lists_hooks(runner):
+    result = runner.invoke(cli, ["plugins", "--json"])
+    assert result.exit_code == 0
+    rows = {row["name"]: row for row in json.loads(result.output)["plugins"]}
+    assert rows["deeplabv3"]["hooks"] == ["semseg_register_decoders"]
+    assert rows["synthetic"]["distribution"] == "semsegpaddle"
+
+
+def test_config_prints_merged_config_with_overrides(runner):
+    result = runner.invoke(cli, ["config", "synthetic_deeplabv3", "train.iters=3"])
+    assert result.exit_code == 0, result.output
+    assert "iters: 3" in result.output and "depth: 18" in result.output
+    assert "synthetic_deeplabv3" in runner.invoke(cli, ["config", "--list"]).output
+
+
+def test_bad_input_is_one_line_and_nonzero(runner):
+    result = runner.invoke(cli, ["config", "synthetic_deeplabv3", "train.itres=3"])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: command line:") and "iters" in lines[0]
+    result = runner.invoke(cli, ["config", "no_such_config"])
+    assert result.exit_code == 1 and "neither a file nor a packaged config" in result.output
+
+
+def test_debug_flag_shows_the_traceback(runner):
+    result = runner.invoke(cli, ["--debug", "config", "synthetic_deeplabv3", "train.itres=3"])
+    assert result.exit_code == 1
+    assert result.exception is not None and type(result.exception).__name__ == "ConfigError"
+
+
+def test_split_config_args():
+    assert split_config_args(["a.yaml", "x=1", "y.z=2"]) == ("a.yaml", ["x=1", "y.z=2"])
+    assert split_config_args(["x=1"]) == (None, ["x=1"])
+
+
+TINY = ["model.backbone.name=tiny", "model.decoder.channels=16", "dataset.name=two_squares",
+        "train.crop_size=[32,32]", "train.scale_range=[1.0,1.0]", "train.batch_size=2",
+        "eval.batch_size=2", "runtime.progress=false", "runtime.threads=2"]
+
+
+def test_train_eval_predict_through_the_cli(runner, tmp_path, tiny_plugins):
+    out = tmp_path / "run"
+    args = [*TINY, "train.iters=3", f"runtime.output_dir={out}"]
+    result = runner.invoke(cli, ["train", *args])
+    assert result.exit_code == 0, result.output
+    assert "mIoU" in result.output
+    for name in ("model_last.safetensors", "model_best.safetensors", "train_state.pdstate",
+                 "metrics.json", "config.yaml", "train_log.jsonl"):
+        assert (out / name).is_file(), name
+
+    result = runner.invoke(cli, ["eval", *args, "--out", str(tmp_path / "m.json")])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert set(metrics["per_class"]) == {"background", "bright", "dark"}
+    assert metrics["mIoU"] == json.loads((out / "metrics.json").read_text())["mIoU"]
+
+    image = tmp_path / "in.png"
+    Image.fromarray(np.full((40, 36, 3), 200, np.uint8)).save(image)
+    result = runner.invoke(cli, ["predict", str(image), "--output", str(tmp_path / "pred"), "--overlay",
+                                 *[f"--config={a}" for a in args]])
+    assert result.exit_code == 0, result.output
+    mask = Image.open(tmp_path / "pred" / "in.png")
+    assert mask.mode == "P" and mask.size == (36, 40)
+    assert set(np.unique(np.asarray(mask))) <= {0, 1, 2}
+    assert (tmp_path / "pred" / "in_overlay.png").is_file()
+
+
+def test_eval_with_missing_weights_is_a_clear_error(runner, tmp_path, tiny_plugins):
+    result = runner.invoke(cli, ["eval", *TINY, "--weights", str(tmp_path / "none.safetensors")])
+    assert result.exit_code == 1 and "checkpoint not found" in result.output

@@ -1,0 +1,143 @@
+"""Plugin discovery through real entry points, the registry's errors, and broken plugins."""
+from __future__ import annotations
+
+import importlib.metadata
+
+import pytest
+
+import semsegpaddle
+from semsegpaddle import hookimpl
+from semsegpaddle.core import hookspecs
+from semsegpaddle.core.errors import DuplicateComponentError, UnknownComponentError
+from semsegpaddle.core.plugins import PluginWarning, new_state
+from semsegpaddle.core.registry import Registry
+
+from tests.conftest import TinyBackbone
+
+
+def test_builtins_come_from_the_packages_own_entry_points():
+    eps = {ep.name: ep.value for ep in importlib.metadata.entry_points(group="semsegpaddle")}
+    assert eps["resnet"] == "semsegpaddle.plugins.backbones.resnet"
+    state = new_state()
+    backbones = state.registries["backbone"]
+    resnet = backbones.get("resnet")
+    assert resnet.plugin == "resnet"
+    assert (resnet.distribution, resnet.version) == ("semsegpaddle", semsegpaddle.__version__)
+    assert "deeplabv3" in state.registries["decoder"] and "synthetic" in state.registries["dataset"]
+    assert {o.name for o in resnet.options} >= {"depth", "output_stride", "stem"}
+    assert resnet.option("depth").default == 50 and resnet.option("depth").description
+
+
+def test_core_imports_no_plugin_module_by_name():
+    from pathlib import Path
+
+    core = Path(semsegpaddle.__file__).parent / "core"
+    for source in core.rglob("*.py"):
+        assert "semsegpaddle.plugins" not in source.read_text(), source
+
+
+def test_unknown_name_lists_available_and_closest():
+    registry = new_state().registries["backbone"]
+    with pytest.raises(UnknownComponentError) as info:
+        registry.get("resnt")
+    message = str(info.value)
+    assert "did you mean 'resnet'" in message and "hrnet" in message and "efficientnet" in message
+
+
+def test_duplicate_name_names_both_plugins():
+    class Again:
+        @hookimpl
+        def semseg_register_backbones(self, register):
+            register("resnet", TinyBackbone, options={"width": "w"})
+
+    with pytest.warns(PluginWarning) as record:
+        state = new_state(plugins=[(Again(), "again")])
+    message = str(record[0].message)
+    assert "again" in message and "registered twice" in message and "plugin 'resnet'" in message
+    with pytest.raises(DuplicateComponentError, match="plugin 'resnet'.*plugin 'again'"):
+        state.registries["backbone"].get("resnet")  # neither wins silently
+    assert "hrnet" in state.registries["backbone"]  # the rest stays usable
+    registry = Registry("backbone")
+    registry.add("x", TinyBackbone, options={"width": "w"}, plugin="p1")
+    with pytest.raises(DuplicateComponentError, match="'p1'.*'p2'"):
+        registry.add("x", TinyBackbone, options={"width": "w"}, plugin="p2")
+
+
+def test_plugin_raising_in_hook_warns_and_others_load():
+    class Broken:
+        @hookimpl
+        def semseg_register_backbones(self, register):
+            raise RuntimeError("boom")
+
+    with pytest.warns(PluginWarning, match="plugin 'broken' failed.*RuntimeError: boom"):
+        state = new_state(plugins=[(Broken(), "broken")])
+    assert "resnet" in state.registries["backbone"]
+    assert ("broken", "RuntimeError: boom") in state.failures
+
+
+def test_plugin_failing_on_import_warns(monkeypatch):
+    class FakeEntryPoint:
+        name, group, value = "ghost", "semsegpaddle", "ghost_module"
+
+        def load(self):
+            raise ImportError("No module named 'ghost_module'")
+
+    class FakeDist:
+        entry_points = [FakeEntryPoint()]
+        metadata = {"name": "ghost-dist"}
+        version = "1.0"
+
+    real = importlib.metadata.distributions
+    monkeypatch.setattr(importlib.metadata, "distributions", lambda: [FakeDist(), *real()])
+    with pytest.warns(PluginWarning, match="plugin 'ghost' failed.*No module named"):
+        state = new_state()
+    assert "resnet" in state.registries["backbone"]
+
+
+def test_block_and_allow_lists(monkeypatch):
+    monkeypatch.setenv("SEMSEG_BLOCK_PLUGINS", "hrnet")
+    assert "hrnet" not in new_state().registries["backbone"]
+    monkeypatch.delenv("SEMSEG_BLOCK_PLUGINS")
+    monkeypatch.setenv("SEMSEG_LOAD_PLUGINS", "resnet,synthetic")
+    state = new_state()
+    assert state.registries["backbone"].names() == ["resnet", "resnext"]
+    assert len(state.registries["decoder"]) == 0
+
+
+def test_option_declarations_must_match_the_factory():
+    registry = Registry("backbone")
+    with pytest.raises(TypeError, match="undescribed"):
+        registry.add("a", TinyBackbone, options={})
+    with pytest.raises(TypeError, match="not arguments"):
+        registry.add("b", TinyBackbone, options={"width": "w", "height": "h"})
+
+
+def test_names_filter_and_natural_sort():
+    registry = Registry("backbone")
+    for name in ["net10", "net2", "other"]:
+        registry.add(name, TinyBackbone, options={"width": "w"})
+    assert registry.names() == ["net2", "net10", "other"]
+    assert registry.names("net*") == ["net2", "net10"]
+
+
+def test_misspelled_hook_is_caught():
+    import pluggy
+
+    class Typo:
+        @hookimpl
+        def semseg_register_backbone(self, register):  # missing the final "s"
+            pass
+
+    with pytest.raises(pluggy.PluginValidationError):
+        new_state(plugins=[(Typo(), "typo")])
+
+
+def test_every_hook_is_documented_in_the_plugin_guide():
+    from pathlib import Path
+
+    guide = (Path(__file__).parent.parent / "docs" / "plugins.md").read_text()
+    hooks = [name for name in dir(hookspecs) if name.startswith("semseg_")]
+    assert hooks
+    for hook in hooks:
+        assert getattr(hookspecs, hook).__doc__, hook
+        assert f"`{hook}" in guide, f"{hook} missing from docs/plugins.md"
