@@ -13,8 +13,12 @@ def torch_state_numpy(module) -> dict[str, np.ndarray]:
 
 
 def paddle_param_count(layer: paddle.nn.Layer) -> int:
-    """Number of parameters (trainable or frozen), BatchNorm running statistics excluded."""
-    return int(sum(np.prod(p.shape) for p in layer.parameters()))
+    """Number of parameters (trainable or frozen), BatchNorm running statistics excluded.
+
+    Paddle lists BatchNorm's ``_mean``/``_variance`` among ``named_parameters``; they are skipped.
+    """
+    return int(sum(np.prod(p.shape) for name, p in layer.named_parameters()
+                   if not name.endswith(("._mean", "._variance"))))
 
 
 def torch_param_count(module, exclude_prefixes: tuple[str, ...] = ()) -> int:

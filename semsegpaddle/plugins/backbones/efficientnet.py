@@ -181,8 +181,9 @@ class InvertedResidual(_Block):
 
 
 def _batch_norms(layer: nn.Layer) -> list[nn.Layer]:
-    # _BatchNormBase also covers the SyncBatchNorm the engine may swap in
-    return [m for m in layer.sublayers(include_self=True) if isinstance(m, nn.layer.norm._BatchNormBase)]
+    # SyncBatchNorm too: the engine may swap it in on GPU
+    return [m for m in layer.sublayers(include_self=True)
+            if isinstance(m, (nn.BatchNorm2D, nn.SyncBatchNorm))]
 
 
 class EfficientNet(Backbone):
@@ -329,7 +330,7 @@ def convert_efficientnet(state: dict[str, np.ndarray], options: dict[str, Any]) 
 
 OPTIONS = {
     "variant": "b0..b7: compound scaling of width and depth (the paper's Table 2)",
-    "drop_connect_rate": "stochastic depth rate of the last block, linear in block index; training only",
+    "drop_connect_rate": "stochastic depth: block i of n is dropped with rate·i/n; training only",
     "output_stride": "8, 16 or 32; the later stride-2 stages use dilation instead",
     "norm_momentum": "BatchNorm running-average weight (Paddle convention, = 1 - torch momentum)",
     "norm_eps": "BatchNorm epsilon; 1e-5 as timm efficientnet_b* (use 1e-3 with TF-ported weights)",

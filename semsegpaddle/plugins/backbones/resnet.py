@@ -182,11 +182,10 @@ class ResNet(Backbone):
         def norm(channels: int) -> nn.BatchNorm2D:
             return nn.BatchNorm2D(channels, momentum=norm_momentum, epsilon=norm_eps)
 
+        inplanes = 64
         if stem == "standard":
-            inplanes = 64
             self.conv1 = _conv(3, inplanes, 7, stride=2)
         else:  # v1c: three 3×3 convs, the last one's norm is bn1 below
-            inplanes = 64
             self.conv1 = nn.Sequential(
                 _conv(3, 32, 3, stride=2), norm(32), nn.ReLU(),
                 _conv(32, 32, 3), norm(32), nn.ReLU(),
