@@ -1,0 +1,78 @@
+"""Contract tests over the whole registry, and DeepLabv3's structure against the paper/torchvision."""
+from __future__ import annotations
+
+import numpy as np
+import paddle
+import pytest
+
+from semsegpaddle.core.interfaces import FeatureInfo, FeatureLevel
+from semsegpaddle.core.plugins import new_state
+from semsegpaddle.plugins.decoders.deeplab import DeepLabV3, paper_rates
+
+from tests.parity import paddle_param_count
+
+REGISTRIES = new_state().registries
+#: the cheapest variant of each family, so every registered backbone is exercised quickly
+SMALL = {"resnet": {"depth": 18}, "resnext": {}, "hrnet": {"width": "18_small"}, "efficientnet": {"variant": "b0"}}
+
+
+@pytest.mark.parametrize("name", REGISTRIES["backbone"].names())
+@pytest.mark.parametrize("output_stride", [8, 32])
+def test_every_backbone_returns_what_it_declares(name, output_stride):
+    backbone = REGISTRIES["backbone"].get(name).factory(output_stride=output_stride, **SMALL.get(name, {}))
+    backbone.eval()
+    info = backbone.feature_info
+    assert isinstance(info, FeatureInfo) and len(info) == 4
+    assert max(info.strides) == output_stride
+    features = backbone(paddle.rand([1, 3, 64, 64]))
+    assert [f.shape[1] for f in features] == info.channels
+    assert [64 // f.shape[2] for f in features] == info.strides
+
+
+@pytest.mark.parametrize("name", REGISTRIES["backbone"].names())
+def test_every_backbone_declares_described_typed_options(name):
+    component = REGISTRIES["backbone"].get(name)
+    names = {o.name for o in component.options}
+    assert {"output_stride", "norm_momentum", "norm_eps", "frozen_stages", "freeze_bn_stats"} <= names
+    assert all(o.description and o.type_name != "any" for o in component.options)
+    assert callable(component.extras.get("convert_weights"))
+
+
+@pytest.mark.parametrize("name", REGISTRIES["dataset"].names())
+def test_every_dataset_honours_the_sample_contract(name):
+    dataset = REGISTRIES["dataset"].get(name).factory("train")
+    image, label = dataset[0]
+    assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+    assert label.shape == image.shape[:2]
+    assert len(dataset.class_names) == dataset.num_classes == len(dataset.palette)
+    values = set(np.unique(label).tolist())
+    assert values <= set(range(dataset.num_classes)) | {dataset.ignore_index}
+
+
+def test_aspp_rates_follow_the_paper():
+    assert paper_rates(16) == [6, 12, 18]
+    assert paper_rates(8) == [12, 24, 36]
+
+
+def test_deeplabv3_structure_matches_torchvision_aspp():
+    """Same branches and projection as torchvision's ASPP (which follows the paper), plus the classifier."""
+    torchvision = pytest.importorskip("torchvision")
+    from torchvision.models.segmentation.deeplabv3 import ASPP as TorchASPP
+
+    info = FeatureInfo([FeatureLevel(64, 4, "a"), FeatureLevel(512, 8, "b")])
+    ours = DeepLabV3(info, num_classes=19, channels=256)
+    reference = TorchASPP(512, [12, 24, 36], 256)
+    reference_params = sum(p.numel() for p in reference.parameters()) + 256 * 19 + 19
+    assert paddle_param_count(ours) == reference_params
+    assert ours.rates == [12, 24, 36]
+    ours.eval()
+    out = ours([paddle.rand([2, 64, 16, 16]), paddle.rand([2, 512, 9, 7])])
+    assert out.shape == [2, 19, 9, 7]
+
+
+def test_deeplabv3_rejects_bad_options():
+    info = FeatureInfo([FeatureLevel(32, 8, "a")])
+    with pytest.raises(ValueError, match="in_level"):
+        DeepLabV3(info, 3, in_level=3)
+    with pytest.raises(ValueError, match="atrous_rates"):
+        DeepLabV3(info, 3, atrous_rates=[0, 2])
