@@ -210,8 +210,16 @@ def _register_plugin_commands() -> None:
     load_plugins().manager.hook.semseg_register_commands(cli=cli)
 
 
+PADDLE_MISSING = ("semsegpaddle needs PaddlePaddle, which is not installed: run `pip install 'semsegpaddle[cpu]'` "
+                  "(CPU) or install paddlepaddle-gpu for your CUDA (GPU)")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point."""
+    import importlib.util
+
+    if importlib.util.find_spec("paddle") is None:
+        raise SystemExit(f"Error: {PADDLE_MISSING}")
     warnings.formatwarning = _format_warning
     _register_plugin_commands()
     cli.main(args=list(argv) if argv is not None else sys.argv[1:], prog_name="semseg")

@@ -113,3 +113,15 @@ def test_train_eval_predict_through_the_cli(runner, tmp_path, tiny_plugins):
 def test_eval_with_missing_weights_is_a_clear_error(runner, tmp_path, tiny_plugins):
     result = runner.invoke(cli, ["eval", *TINY, "--weights", str(tmp_path / "none.safetensors")])
     assert result.exit_code == 1 and "checkpoint not found" in result.output
+
+
+def test_missing_paddle_names_the_install_command(monkeypatch):
+    import importlib.util
+
+    from semsegpaddle import cli as cli_module
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "paddle" else real(name, *a))
+    with pytest.raises(SystemExit) as info:
+        cli_module.main(["list"])
+    assert "pip install 'semsegpaddle[cpu]'" in str(info.value) and "paddlepaddle-gpu" in str(info.value)

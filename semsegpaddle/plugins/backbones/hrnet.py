@@ -288,6 +288,7 @@ def _check_options(
     width: str, output_stride: int, norm_momentum: float, norm_eps: float, frozen_stages: int, freeze_bn_stats: bool
 ) -> _Arch:
     """Validate the options (one-line ValueError naming option, value and what is expected)."""
+    width = str(width) if isinstance(width, int) and not isinstance(width, bool) else width  # YAML `width: 18`
     if not isinstance(width, str) or width not in ARCHS:
         raise ValueError(f"hrnet option width={width!r} is not one of {', '.join(repr(w) for w in ARCHS)}")
     if isinstance(output_stride, bool) or output_stride not in OUTPUT_STRIDES:
@@ -305,7 +306,7 @@ def _check_options(
 
 
 def build_hrnet(
-    width: str = "18",
+    width: str | int = "18",
     output_stride: int = 32,
     norm_momentum: float = 0.9,
     norm_eps: float = 1e-5,
