@@ -157,7 +157,8 @@ def test_reduced_stride_upsamples_the_raw_branches(output_stride):
 
 @pytest.mark.parametrize("options, message", [
     ({"width": "64"}, "width='64'"),
-    ({"width": 18}, "width=18"),
+    ({"width": 17}, "width='17'"),
+    ({"width": True}, "width=True"),
     ({"output_stride": 4}, "output_stride=4"),
     ({"output_stride": 64}, "output_stride=64"),
     ({"norm_momentum": 1.5}, "norm_momentum=1.5"),
@@ -170,6 +171,11 @@ def test_bad_options_raise(options, message):
     with pytest.raises(ValueError, match=message.replace(".", r"\.")) as info:
         build_hrnet(**options)
     assert "\n" not in str(info.value)
+
+
+def test_integer_width_from_yaml_is_accepted():
+    """`width: 18` in YAML arrives as an int; it means the same as "18"."""
+    assert build_hrnet(width=18).feature_info.channels == build_hrnet(width="18").feature_info.channels
 
 
 def test_registered_with_options_and_converter():

@@ -52,10 +52,35 @@ def load_weights(model: paddle.nn.Layer, path: str | Path) -> None:
     load_into(model, load_file(str(path)), strict=True, source=str(path))
 
 
-def save_train_state(path: str | Path, step: int, optimizer: Any, scheduler: Any, extra: dict[str, Any]) -> None:
+def _rename_accumulators(state: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    """Replace parameter-name prefixes of optimizer accumulator keys (longest match first)."""
+    ordered = sorted(names, key=len, reverse=True)
+    out = {}
+    for key, value in state.items():
+        match = next((n for n in ordered if key.startswith(n + "_")), None)
+        out[names[match] + key[len(match):] if match else key] = value
+    return out
+
+
+def portable_optimizer_state(optimizer: Any, model: paddle.nn.Layer) -> dict[str, Any]:
+    """The optimizer state keyed by structured parameter names (``backbone.conv1.weight_velocity_0``).
+
+    Paddle keys accumulators by auto-generated names (``conv2d_22.w_0``) that depend on how many
+    layers the process built before; structured names survive a restart or a second model.
+    """
+    return _rename_accumulators(optimizer.state_dict(), {p.name: n for n, p in model.named_parameters()})
+
+
+def restore_optimizer_state(optimizer: Any, model: paddle.nn.Layer, state: dict[str, Any]) -> None:
+    """Load a state written by :func:`portable_optimizer_state` into ``optimizer``."""
+    optimizer.set_state_dict(_rename_accumulators(state, {n: p.name for n, p in model.named_parameters()}))
+
+
+def save_train_state(path: str | Path, step: int, optimizer: Any, scheduler: Any, model: paddle.nn.Layer,
+                     extra: dict[str, Any]) -> None:
     """Save what resuming needs beyond the weights: step, optimizer and scheduler state."""
-    state = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "extra": json.dumps(extra)}
+    state = {"step": step, "optimizer": portable_optimizer_state(optimizer, model),
+             "scheduler": scheduler.state_dict(), "extra": json.dumps(extra)}
     with atomic_path(path) as tmp:
         paddle.save(state, str(tmp))
 

@@ -12,7 +12,8 @@ import paddle
 from tqdm import tqdm
 
 from semsegpaddle.core.atomic import write_text_atomic
-from semsegpaddle.core.checkpoint import load_train_state, load_weights, save_train_state, save_weights
+from semsegpaddle.core.checkpoint import (load_train_state, load_weights, restore_optimizer_state,
+                                          save_train_state, save_weights)
 from semsegpaddle.core.data import create_dataset, train_loader
 from semsegpaddle.core.errors import SemsegError
 from semsegpaddle.core.evaluation import evaluate
@@ -82,7 +83,7 @@ def train(config: dict[str, Any], *, resume: bool = False) -> TrainResult:
             raise SemsegError(f"cannot resume: {out / STATE} does not exist")
         load_weights(model, out / LAST)
         state = load_train_state(out / STATE)
-        optimizer.set_state_dict(state["optimizer"])
+        restore_optimizer_state(optimizer, model, state["optimizer"])
         scheduler.set_state_dict(state["scheduler"])
         start, best = state["step"], state["extra"].get("best_miou", -1.0)
     if dist.is_main:
@@ -98,6 +99,8 @@ def train(config: dict[str, Any], *, resume: bool = False) -> TrainResult:
                dynamic_ncols=True)
     tic = time.perf_counter()
     for step, (images, labels) in enumerate(loader, start=start + 1):
+        # dropout & co. draw from a generator seeded by (seed, step): a resumed run repeats them exactly
+        paddle.seed((runtime["seed"] * 1_000_003 + step) * 64 + dist.rank)
         outputs = net(images)
         loss, terms = weighted_loss(outputs, labels, model.loss_weights, train_set.ignore_index)
         if not math.isfinite(float(loss)):
@@ -127,7 +130,7 @@ def train(config: dict[str, Any], *, resume: bool = False) -> TrainResult:
         save_now = evaluate_now or (train_cfg["save_interval"] and step % train_cfg["save_interval"] == 0)
         if save_now and dist.is_main:
             save_weights(model, out / LAST, config, step=step)
-            save_train_state(out / STATE, step, optimizer, scheduler, {"best_miou": best})
+            save_train_state(out / STATE, step, optimizer, scheduler, model, {"best_miou": best})
     bar.close()
     result.best_miou = best
     if dist.is_main and result.metrics is not None:
