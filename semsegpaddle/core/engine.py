@@ -21,7 +21,7 @@ from semsegpaddle.core.losses import weighted_loss
 from semsegpaddle.core.metrics import Metrics
 from semsegpaddle.core.model import create_model
 from semsegpaddle.core.runtime import (DistEnv, choose_device, convert_batch_norm, init_distributed,
-                                       seed_everything, set_threads)
+                                       quiet_paddle, seed_everything, set_threads)
 
 LAST, BEST, STATE = "model_last.safetensors", "model_best.safetensors", "train_state.pdstate"
 
@@ -40,6 +40,7 @@ class TrainResult:
 def setup_runtime(config: dict[str, Any]) -> tuple[DistEnv, str]:
     """Device, data-parallel environment, threads and seeds, from ``runtime``."""
     runtime = config["runtime"]
+    quiet_paddle()
     device = choose_device(runtime["device"])
     paddle.set_device(device)
     dist = init_distributed()

@@ -59,6 +59,51 @@ class Backbone(nn.Layer):
     """
 
     feature_info: FeatureInfo
+    _frozen: tuple[str, ...] = ()
+    _hold_all_norms: bool = False
+
+    def freeze(self, frozen: Sequence[str], bn_stats: bool = False) -> None:
+        """Freeze the sublayers named in ``frozen`` (dotted paths, e.g. ``"layer1"``).
+
+        Their parameters get ``stop_gradient`` and their BatchNorms stay in eval mode (running
+        statistics fixed) even in training; with ``bn_stats`` every BatchNorm of the backbone does.
+        Sublayers are looked up by name at every use, so BatchNorms the engine swaps for
+        SyncBatchNorm stay covered.
+        """
+        self._frozen = tuple(frozen)
+        self._hold_all_norms = bn_stats
+        for layer in self._frozen_layers():
+            for param in layer.parameters():
+                param.stop_gradient = True
+        if not getattr(self, "_hold_hook", None):
+            # A parent's train() sets `training` on every sublayer directly, never calling ours:
+            # re-apply before each training forward.
+            self._hold_hook = self.register_forward_pre_hook(lambda layer, inputs: layer._hold_norms())
+        self._hold_norms()
+
+    def _frozen_layers(self) -> list[nn.Layer]:
+        layers = []
+        for path in self._frozen:
+            layer: nn.Layer = self
+            for part in path.split("."):
+                layer = getattr(layer, part)
+            layers.append(layer)
+        return layers
+
+    def _hold_norms(self) -> None:
+        if not self.training:
+            return
+        for root in [self] if self._hold_all_norms else self._frozen_layers():
+            for layer in root.sublayers(include_self=True):
+                if isinstance(layer, nn.layer.norm._BatchNormBase):
+                    # the flag only: Layer.eval() would also switch Paddle's global tracer to eval
+                    layer.training = False
+
+    def train(self, mode: bool = True) -> "Backbone":
+        """Training mode, except the BatchNorms held in eval by :meth:`freeze`."""
+        super().train(mode)
+        self._hold_norms()
+        return self
 
     def forward(self, x: paddle.Tensor) -> list[paddle.Tensor]:  # pragma: no cover - interface
         raise NotImplementedError

@@ -47,6 +47,11 @@ def choose_device(device: str) -> str:
     return device
 
 
+def quiet_paddle() -> None:
+    """Silence Paddle's per-forward BatchNorm notice, which says nothing actionable."""
+    warnings.filterwarnings("ignore", message="When training, we now always track global mean and variance")
+
+
 def seed_everything(seed: int) -> None:
     """Seed Paddle, NumPy and Python's RNGs."""
     paddle.seed(seed)

@@ -180,12 +180,6 @@ class InvertedResidual(_Block):
         return self._residual(self.bn3(self.conv_pwl(y)), x)
 
 
-def _batch_norms(layer: nn.Layer) -> list[nn.Layer]:
-    # SyncBatchNorm too: the engine may swap it in on GPU
-    return [m for m in layer.sublayers(include_self=True)
-            if isinstance(m, (nn.BatchNorm2D, nn.SyncBatchNorm))]
-
-
 class EfficientNet(Backbone):
     """EfficientNet B0–B7 body (stem + MBConv stages, no head); 4 levels at strides 4, 8, 16, 32."""
 
@@ -242,41 +236,13 @@ class EfficientNet(Backbone):
                 levels.append(FeatureLevel(out_ch, current_stride, f"blocks.{stage_index}"))
         self.blocks = nn.Sequential(*stages)
         self.feature_info = FeatureInfo(levels)
-        self._freeze()
-
-    def _frozen_layers(self) -> list[nn.Layer]:
-        if self.frozen_stages < 0:
-            return []
-        layers: list[nn.Layer] = [self.conv_stem, self.bn1]
-        for level in range(self.frozen_stages):
-            layers += [self.blocks[i] for i in _LEVEL_STAGES[level]]
-        return layers
-
-    def _freeze(self) -> None:
-        for layer in self._frozen_layers():
-            for param in layer.parameters():
-                param.stop_gradient = True
-        self._hold_frozen_bn()
-
-    def _hold_frozen_bn(self) -> None:
-        holders = [self] if self.freeze_bn_stats else self._frozen_layers()
-        for layer in holders:
-            for norm in _batch_norms(layer):
-                # the flag only: Layer.eval() would also switch Paddle's global tracer to eval
-                norm.training = False
-
-    def train(self, mode: bool = True) -> "EfficientNet":
-        """Training mode, except BatchNorm layers held in eval by frozen_stages / freeze_bn_stats."""
-        super().train(mode)
-        if mode:
-            self._hold_frozen_bn()
-        return self
+        frozen = ["conv_stem", "bn1"] if frozen_stages >= 0 else []
+        for level in range(max(frozen_stages, 0)):
+            frozen += [f"blocks.{i}" for i in _LEVEL_STAGES[level]]
+        self.freeze(frozen, freeze_bn_stats)
 
     def forward(self, x: paddle.Tensor) -> list[paddle.Tensor]:
         """Return the 4 declared levels (outputs of block stages 1, 2, 4, 6)."""
-        if self.training:
-            # a parent's train() sets sublayers' flags directly, bypassing our train()
-            self._hold_frozen_bn()
         x = F.silu(self.bn1(self.conv_stem(x)))
         outs = []
         for stage_index, stage in enumerate(self.blocks):

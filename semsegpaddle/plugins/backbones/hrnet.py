@@ -216,7 +216,7 @@ class HRNet(Backbone):
         self.feature_info = FeatureInfo([
             FeatureLevel(c, min(4 * 2**i, output_stride), f"stage4.branch{i}") for i, c in enumerate(previous)
         ])
-        self._freeze()
+        self.freeze(self._stage_names(frozen_stages), freeze_bn_stats)
 
     @staticmethod
     def _transition(previous: list[int], channels: list[int], norm: dict) -> nn.LayerList:
@@ -233,42 +233,18 @@ class HRNet(Backbone):
                 ]))
         return nn.LayerList(layers)
 
-    def _stage_roots(self, stages: int) -> list[nn.Layer]:
+    @staticmethod
+    def _stage_names(stages: int) -> list[str]:
         """The sublayers of the stem and stages 1..``stages`` (stem only for 0, none for -1)."""
-        roots: list[nn.Layer] = []
-        if stages >= 0:
-            roots += [self.conv1, self.bn1, self.conv2, self.bn2]
+        names: list[str] = ["conv1", "bn1", "conv2", "bn2"] if stages >= 0 else []
         if stages >= 1:
-            roots.append(self.layer1)
+            names.append("layer1")
         for stage in range(2, stages + 1):
-            roots += [getattr(self, f"transition{stage - 1}"), getattr(self, f"stage{stage}")]
-        return roots
-
-    def _freeze(self) -> None:
-        for root in self._stage_roots(self.frozen_stages):
-            for param in root.parameters():
-                param.stop_gradient = True
-        self._norms_to_eval()
-
-    def _norms_to_eval(self) -> None:
-        roots = [self] if self.freeze_bn_stats else self._stage_roots(self.frozen_stages)
-        for root in roots:
-            for layer in root.sublayers(include_self=True):
-                # _BatchNormBase also covers the SyncBatchNorm the engine may swap in
-                if isinstance(layer, nn.layer.norm._BatchNormBase):
-                    layer.training = False
-
-    def train(self, mode: bool = True) -> "HRNet":
-        """Set training mode, keeping frozen (or, with ``freeze_bn_stats``, all) BatchNorms in eval."""
-        super().train(mode)
-        self._norms_to_eval()
-        return self
+            names += [f"transition{stage - 1}", f"stage{stage}"]
+        return names
 
     def forward(self, x: paddle.Tensor) -> list[paddle.Tensor]:
         """Return the four last-stage branches, coarse ones upsampled to ``output_stride``."""
-        if self.training:
-            # a parent's train() sets .training on every sublayer without calling ours
-            self._norms_to_eval()
         x = F.relu(self.bn1(self.conv1(x)))
         x = F.relu(self.bn2(self.conv2(x)))
         ys = [self.layer1(x)]

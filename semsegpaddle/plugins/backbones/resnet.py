@@ -35,7 +35,6 @@ RESNEXT_VARIANTS: dict[str, tuple[tuple[int, int, int, int], int, int]] = {
 STEMS = ("standard", "deep", "deep_avgdown")
 OUTPUT_STRIDES = (8, 16, 32)
 STAGE_PLANES = (64, 128, 256, 512)
-_NORM_TYPES = (nn.BatchNorm2D, nn.SyncBatchNorm)
 
 
 def _invalid(option: str, value: object, expected: str) -> ValueError:
@@ -224,38 +223,10 @@ class ResNet(Backbone):
             self.add_sublayer(name, nn.Sequential(*blocks))
             levels.append(FeatureLevel(outplanes, net_stride, name))
         self.feature_info = FeatureInfo(levels)
-        self._freeze()
-
-    def _frozen_parts(self) -> list[nn.Layer]:
-        if self.frozen_stages < 0:
-            return []
-        stages = [getattr(self, f"layer{i}") for i in range(1, self.frozen_stages + 1)]
-        return [self.conv1, self.bn1, *stages]
-
-    def _freeze(self) -> None:
-        for part in self._frozen_parts():
-            for param in part.parameters():
-                param.stop_gradient = True
-        self._norms_to_eval()
-
-    def _norms_to_eval(self) -> None:
-        parts = [self] if self.freeze_bn_stats else self._frozen_parts()
-        for part in parts:
-            for layer in part.sublayers(include_self=True):
-                if isinstance(layer, _NORM_TYPES):
-                    # set the flag, not layer.eval(): that would also switch Paddle's global tracer
-                    layer.training = False
-
-    def train(self, mode: bool = True) -> "ResNet":
-        """Switch to training mode, keeping frozen (or all, with freeze_bn_stats) BatchNorms in eval."""
-        super().train(mode)
-        self._norms_to_eval()
-        return self
+        frozen = ["conv1", "bn1", *(f"layer{i}" for i in range(1, frozen_stages + 1))] if frozen_stages >= 0 else []
+        self.freeze(frozen, freeze_bn_stats)
 
     def forward(self, x: paddle.Tensor) -> list[paddle.Tensor]:
-        if self.training:
-            # A parent's train() sets `training` on every sublayer directly and never calls ours.
-            self._norms_to_eval()
         x = self.maxpool(self.act1(self.bn1(self.conv1(x))))
         features = []
         for index in range(1, 5):
