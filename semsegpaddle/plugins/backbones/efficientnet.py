@@ -20,6 +20,7 @@ import paddle.nn.functional as F
 from paddle import nn
 
 from semsegpaddle import hookimpl
+from semsegpaddle.core.backbone_options import check_common_options
 from semsegpaddle.core.interfaces import Backbone, FeatureInfo, FeatureLevel
 from semsegpaddle.core.weights import drop_prefixes, torch_to_paddle_names
 
@@ -259,19 +260,9 @@ def _validate(variant: str, drop_connect_rate: float, output_stride: int, norm_m
                          f"{', '.join(VARIANTS)}")
     if not 0.0 <= drop_connect_rate < 1.0:
         raise ValueError(f"drop_connect_rate={drop_connect_rate!r} must be in [0, 1)")
-    if output_stride not in (8, 16, 32):
-        raise ValueError(f"output_stride={output_stride!r} is not allowed; expected 8, 16 or 32")
-    if not 0.0 <= norm_momentum < 1.0:
-        raise ValueError(f"norm_momentum={norm_momentum!r} must be in [0, 1) "
-                         f"(weight of the running average)")
-    if not norm_eps > 0:
-        raise ValueError(f"norm_eps={norm_eps!r} must be > 0")
-    if isinstance(frozen_stages, bool) or not isinstance(frozen_stages, int) \
-            or not -1 <= frozen_stages <= len(_LEVEL_STAGES):
-        raise ValueError(f"frozen_stages={frozen_stages!r} must be an integer from -1 to "
-                         f"{len(_LEVEL_STAGES)}")
-    if not isinstance(freeze_bn_stats, bool):
-        raise ValueError(f"freeze_bn_stats={freeze_bn_stats!r} must be true or false")
+    check_common_options("efficientnet", output_stride=output_stride, norm_momentum=norm_momentum,
+                         norm_eps=norm_eps, frozen_stages=frozen_stages, freeze_bn_stats=freeze_bn_stats,
+                         num_stages=len(_LEVEL_STAGES))
     if padding not in _PADDINGS:
         raise ValueError(f"padding={padding!r} is not allowed; expected one of {', '.join(_PADDINGS)}")
 

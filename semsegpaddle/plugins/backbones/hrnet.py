@@ -20,6 +20,7 @@ import paddle.nn.functional as F
 from paddle import nn
 
 from semsegpaddle import hookimpl
+from semsegpaddle.core.backbone_options import check_common_options
 from semsegpaddle.core.interfaces import Backbone, FeatureInfo, FeatureLevel
 from semsegpaddle.core.weights import drop_prefixes, torch_to_paddle_names
 
@@ -49,7 +50,7 @@ ARCHS: dict[str, _Arch] = {
     "48": _Arch(layer1_blocks=4, layer1_planes=64, modules=(1, 4, 3), blocks=4, width=48),
 }
 
-OUTPUT_STRIDES = (8, 16, 32)
+
 # the number of stages frozen_stages can name: stem (0), layer1 (1), stages 2..4
 NUM_STAGES = 4
 # timm's ImageNet classification head, which segmentation does not use
@@ -267,17 +268,8 @@ def _check_options(
     width = str(width) if isinstance(width, int) and not isinstance(width, bool) else width  # YAML `width: 18`
     if not isinstance(width, str) or width not in ARCHS:
         raise ValueError(f"hrnet option width={width!r} is not one of {', '.join(repr(w) for w in ARCHS)}")
-    if isinstance(output_stride, bool) or output_stride not in OUTPUT_STRIDES:
-        raise ValueError(f"hrnet option output_stride={output_stride!r} must be one of 8, 16, 32")
-    if not 0.0 <= norm_momentum <= 1.0:
-        raise ValueError(f"hrnet option norm_momentum={norm_momentum!r} must lie in [0, 1] "
-                         f"(weight of the running average, Paddle convention)")
-    if not norm_eps > 0:
-        raise ValueError(f"hrnet option norm_eps={norm_eps!r} must be > 0")
-    if isinstance(frozen_stages, bool) or not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= NUM_STAGES:
-        raise ValueError(f"hrnet option frozen_stages={frozen_stages!r} must be an integer from -1 to {NUM_STAGES}")
-    if not isinstance(freeze_bn_stats, bool):
-        raise ValueError(f"hrnet option freeze_bn_stats={freeze_bn_stats!r} must be true or false")
+    check_common_options("hrnet", output_stride=output_stride, norm_momentum=norm_momentum, norm_eps=norm_eps,
+                         frozen_stages=frozen_stages, freeze_bn_stats=freeze_bn_stats, num_stages=NUM_STAGES)
     return ARCHS[width]
 
 

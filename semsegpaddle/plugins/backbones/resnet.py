@@ -15,6 +15,7 @@ import paddle.nn.functional as F
 from paddle import nn
 
 from semsegpaddle import hookimpl
+from semsegpaddle.core.backbone_options import check_common_options, invalid_option
 from semsegpaddle.core.interfaces import Backbone, FeatureInfo, FeatureLevel
 from semsegpaddle.core.weights import drop_prefixes, torch_to_paddle_names
 
@@ -33,12 +34,11 @@ RESNEXT_VARIANTS: dict[str, tuple[tuple[int, int, int, int], int, int]] = {
     "101_64x4d": ((3, 4, 23, 3), 64, 4),
 }
 STEMS = ("standard", "deep", "deep_avgdown")
-OUTPUT_STRIDES = (8, 16, 32)
 STAGE_PLANES = (64, 128, 256, 512)
 
 
 def _invalid(option: str, value: object, expected: str) -> ValueError:
-    return ValueError(f"{option}={value!r} is invalid: expected {expected}")
+    return invalid_option("resnet", option, value, expected)
 
 
 def _conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, dilation: int = 1,
@@ -156,8 +156,9 @@ class ResNet(Backbone):
         super().__init__()
         if stem not in STEMS:
             raise _invalid("stem", stem, f"one of {', '.join(STEMS)}")
-        if output_stride not in OUTPUT_STRIDES:
-            raise _invalid("output_stride", output_stride, "8, 16 or 32")
+        check_common_options("resnet", output_stride=output_stride, norm_momentum=norm_momentum,
+                             norm_eps=norm_eps, frozen_stages=frozen_stages, freeze_bn_stats=freeze_bn_stats,
+                             num_stages=4)
         if multi_grid is not None:
             if not isinstance(multi_grid, (list, tuple)) or not all(
                 isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in multi_grid
@@ -166,14 +167,6 @@ class ResNet(Backbone):
             if len(multi_grid) != layers[3]:
                 raise _invalid("multi_grid", multi_grid,
                                f"{layers[3]} entries, one per layer4 block")
-        if not (isinstance(norm_momentum, (int, float)) and 0.0 <= norm_momentum < 1.0):
-            raise _invalid("norm_momentum", norm_momentum, "a number in [0, 1) (Paddle convention: 0.9)")
-        if not (isinstance(norm_eps, (int, float)) and norm_eps > 0):
-            raise _invalid("norm_eps", norm_eps, "a positive number")
-        if frozen_stages not in (-1, 0, 1, 2, 3, 4) or isinstance(frozen_stages, bool):
-            raise _invalid("frozen_stages", frozen_stages, "an integer from -1 (none) to 4")
-        if not isinstance(freeze_bn_stats, bool):
-            raise _invalid("freeze_bn_stats", freeze_bn_stats, "true or false")
         block_cls = {"basic": BasicBlock, "bottleneck": Bottleneck}[block]
         self.frozen_stages = frozen_stages
         self.freeze_bn_stats = freeze_bn_stats
