@@ -122,3 +122,9 @@ def test_yaml_is_read_safely(tmp_path):
 def test_bad_override_syntax(text):
     with pytest.raises(ConfigError, match="key.sub=value"):
         parse_override(text)
+
+
+def test_choice_keys_list_the_choices_and_the_closest():
+    with pytest.raises(ConfigError) as info:
+        load_config("synthetic_deeplabv3", ["train.optimizer=adam"])
+    assert "expects one of 'sgd', 'adamw'" in str(info.value) and "did you mean 'adamw'" in str(info.value)

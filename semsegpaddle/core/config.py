@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import copy
+import typing
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -243,7 +244,9 @@ def _validate_node(node: Any, schema: dict[str, Any], prefix: str, out: dict[str
 
 def _check_value(config: Config, dotted: str, value: Any, annotation: Any) -> None:
     if not type_matches(value, annotation):
-        _fail(config, dotted, f"'{dotted}' expects {type_name(annotation)}, got {type(value).__name__} {value!r}")
+        choices = [str(a) for a in typing.get_args(annotation)] if typing.get_origin(annotation) is typing.Literal else []
+        hint = did_you_mean(value, choices) if isinstance(value, str) else ""
+        _fail(config, dotted, f"'{dotted}' expects {type_name(annotation)}, got {type(value).__name__} {value!r}{hint}")
 
 
 def _validate_component(config: Config, dotted: str, section: Any, spec: ComponentSection) -> dict[str, Any]:

@@ -50,15 +50,19 @@ def setup_runtime(config: dict[str, Any]) -> tuple[DistEnv, str]:
 
 
 def build_optimizer(model: paddle.nn.Layer, train: dict[str, Any]) -> tuple[Any, Any]:
-    """SGD with momentum and L2 decay, on a poly schedule with optional linear warm-up."""
+    """SGD with momentum and L2 decay (or AdamW), on a poly schedule with optional linear warm-up."""
     decay_steps = max(1, train["iters"] - train["warmup_iters"])
     scheduler: Any = paddle.optimizer.lr.PolynomialDecay(train["lr"], decay_steps, end_lr=0.0, power=train["power"])
     if train["warmup_iters"] > 0:
         scheduler = paddle.optimizer.lr.LinearWarmup(scheduler, train["warmup_iters"], 0.0, train["lr"])
-    optimizer = paddle.optimizer.Momentum(
-        learning_rate=scheduler, momentum=train["momentum"], parameters=model.parameters(),
-        weight_decay=paddle.regularizer.L2Decay(train["weight_decay"]),
-    )
+    if train["optimizer"] == "adamw":
+        optimizer = paddle.optimizer.AdamW(learning_rate=scheduler, beta1=train["momentum"],
+                                           parameters=model.parameters(), weight_decay=train["weight_decay"])
+    else:
+        optimizer = paddle.optimizer.Momentum(
+            learning_rate=scheduler, momentum=train["momentum"], parameters=model.parameters(),
+            weight_decay=paddle.regularizer.L2Decay(train["weight_decay"]),
+        )
     return optimizer, scheduler
 
 

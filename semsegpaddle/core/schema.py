@@ -6,7 +6,7 @@ options that component declares; their valid keys come from the registry at vali
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,10 @@ SCHEMA: dict[str, Any] = {
         "crop_size": Key(list[int], [512, 512], "training crop [height, width]"),
         "scale_range": Key(list[float], [0.5, 2.0], "random rescale range [min, max] before cropping"),
         "flip": Key(bool, True, "random horizontal flip"),
-        "lr": Key(float, 0.01, "base learning rate (SGD with momentum)"),
-        "momentum": Key(float, 0.9, "SGD momentum"),
-        "weight_decay": Key(float, 4e-5, "L2 weight decay"),
+        "optimizer": Key(Literal["sgd", "adamw"], "sgd", "sgd (with momentum, L2 decay) or adamw (decoupled decay)"),
+        "lr": Key(float, 0.01, "base learning rate"),
+        "momentum": Key(float, 0.9, "SGD momentum (adamw: beta1)"),
+        "weight_decay": Key(float, 4e-5, "weight decay (L2 for sgd, decoupled for adamw)"),
         "power": Key(float, 0.9, "exponent of the poly learning-rate schedule"),
         "warmup_iters": Key(int, 0, "linear warm-up steps from 0 to lr"),
         "eval_interval": Key(int, 0, "evaluate every N steps (0: only at the end)"),

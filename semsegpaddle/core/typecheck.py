@@ -55,6 +55,8 @@ def type_name(annotation: Any) -> str:
         return annotation
     if annotation is type(None):
         return "None"
+    if typing.get_origin(annotation) is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(annotation))
     if isinstance(annotation, type) and not typing.get_args(annotation):
         return annotation.__name__
     return str(annotation).replace("typing.", "")
