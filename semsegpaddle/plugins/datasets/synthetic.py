@@ -115,7 +115,7 @@ class SyntheticDataset(SegDataset):
         for class_id in rng.integers(1, self.num_classes, size=count):
             class_id = int(class_id)
             cx, cy = rng.uniform(0.1, 0.9, size=2) * size
-            radius = rng.uniform(0.1, 0.22) * size
+            radius = rng.uniform(0.14, 0.28) * size
             angle = rng.uniform(0.0, np.pi)
             box, alpha, texture = _SHAPES[class_id](rng, cx, cy, radius, angle, size, scale)
             if box is None:
@@ -179,11 +179,18 @@ def _background(rng: np.random.Generator, size: int, max_distractors: int, scale
 
 
 def _colourise(rng: np.random.Generator, texture: np.ndarray) -> np.ndarray:
-    """Map a texture in [0, 1] (h×w) to two random, clearly different colours (h×w×3 float32)."""
+    """Map a texture in [0, 1] (h×w) to a random colour and a much darker or lighter one (h×w×3).
+
+    The strong brightness contrast keeps the texture visible whatever the hue, so texture and
+    shape, not colour, tell the class.
+    """
     a = rng.uniform(0, 255, size=3).astype(np.float32)
-    b = rng.uniform(0, 255, size=3).astype(np.float32)
-    if np.abs(a - b).sum() < 150:
-        b = 255.0 - a
+    if a.mean() > 127.5:
+        b = a * np.float32(rng.uniform(0.15, 0.4))
+    else:
+        b = a + (255.0 - a) * np.float32(rng.uniform(0.6, 0.85))
+    if rng.random() < 0.5:
+        a, b = b, a
     return a + (b - a) * texture[..., None]
 
 
@@ -239,14 +246,14 @@ Shape = Callable[..., tuple]
 
 
 def _disc(rng, cx, cy, radius, angle, size, scale):
-    """A slightly elliptic disc with smooth shading (an off-centre highlight)."""
+    """A slightly elliptic disc with a coarse speckled grain."""
     axes = (radius, radius * rng.uniform(0.8, 1.0))
     box = _box(cx, cy, radius, size)
     if box is None:
         return None, None, None
-    u, v = _frame(box, cx, cy, angle)
-    hx, hy = rng.uniform(-0.4, 0.4, size=2) * radius
-    texture = np.minimum(((u - hx) ** 2 + (v - hy) ** 2) * np.float32(1.0 / (1.6 * radius) ** 2), 1.0)
+    y0, y1, x0, x1 = box
+    grain = rng.random(((y1 - y0 + 1) // 2 + 1, (x1 - x0 + 1) // 2 + 1), dtype=np.float32)
+    texture = np.repeat(np.repeat(grain, 2, axis=0), 2, axis=1)[: y1 - y0, : x1 - x0]
     return box, _ellipse(box, cx, cy, axes, angle), texture
 
 
@@ -258,7 +265,7 @@ def _square(rng, cx, cy, radius, angle, size, scale):
         return None, None, None
     corners = _rotated(cx, cy, angle, np.array([[-half, -half], [half, -half], [half, half], [-half, half]]))
     u, v = _frame(box, cx, cy, angle)
-    cell = np.float32(rng.uniform(3.0, 5.0) * scale)
+    cell = np.float32(rng.uniform(4.0, 7.0) * scale)
     texture = ((np.floor(u / cell) + np.floor(v / cell)) % 2).astype(np.float32)
     return box, _polygon(box, corners), texture
 
@@ -272,7 +279,7 @@ def _triangle(rng, cx, cy, radius, angle, size, scale):
     if box is None:
         return None, None, None
     u, v = _frame(box, cx, cy, angle)
-    pitch = np.float32(rng.uniform(4.0, 6.0) * scale)
+    pitch = np.float32(rng.uniform(5.0, 8.0) * scale)
     du, dv = (u % pitch) - pitch / 2, (v % pitch) - pitch / 2
     texture = (du * du + dv * dv < (0.32 * pitch) ** 2).astype(np.float32)
     return box, _polygon(box, corners), texture
@@ -281,7 +288,7 @@ def _triangle(rng, cx, cy, radius, angle, size, scale):
 def _ring(rng, cx, cy, radius, angle, size, scale):
     """A plain, slightly elliptic ring (an outer ellipse minus an inner one)."""
     aspect = rng.uniform(0.8, 1.0)
-    width = max(rng.uniform(0.4, 0.55) * radius, 4.0 * scale)
+    width = max(rng.uniform(0.45, 0.6) * radius, 4.0 * scale)
     inner = max(radius - width, 1.0)
     box = _box(cx, cy, radius, size)
     if box is None:
@@ -303,7 +310,7 @@ def _bar(rng, cx, cy, radius, angle, size, scale):
         cx, cy, angle, np.array([[-half_len, -half_wid], [half_len, -half_wid], [half_len, half_wid], [-half_len, half_wid]])
     )
     u, _ = _frame(box, cx, cy, angle)
-    stripe = np.float32(rng.uniform(2.0, 3.5) * scale)
+    stripe = np.float32(rng.uniform(3.0, 5.0) * scale)
     texture = (np.floor(u / stripe) % 2).astype(np.float32)
     return box, _polygon(box, corners), texture
 
