@@ -221,6 +221,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if importlib.util.find_spec("paddle") is None:
         raise SystemExit(f"Error: {PADDLE_MISSING}")
     warnings.formatwarning = _format_warning
+    warnings.filterwarnings("ignore", message="No ccache found")  # printed by `import paddle`; not ours to fix
     _register_plugin_commands()
     cli.main(args=list(argv) if argv is not None else sys.argv[1:], prog_name="semseg")
 

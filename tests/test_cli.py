@@ -125,3 +125,26 @@ def test_missing_paddle_names_the_install_command(monkeypatch):
     with pytest.raises(SystemExit) as info:
         cli_module.main(["list"])
     assert "pip install 'semsegpaddle[cpu]'" in str(info.value) and "paddlepaddle-gpu" in str(info.value)
+
+
+def test_list_still_works_with_a_broken_plugin(runner):
+    import warnings
+
+    from semsegpaddle import hookimpl
+    from semsegpaddle.core import plugins as plugin_module
+
+    class Broken:
+        @hookimpl
+        def semseg_register_datasets(self, register):
+            raise RuntimeError("cannot find my data")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plugin_module.reset_plugins(plugin_module.new_state(plugins=[(Broken(), "broken")]))
+    try:
+        listed = runner.invoke(cli, ["list", "--json"])
+        assert listed.exit_code == 0 and "synthetic" in listed.output
+        shown = runner.invoke(cli, ["plugins"])
+        assert "broken  FAILED: RuntimeError: cannot find my data" in shown.output
+    finally:
+        plugin_module.reset_plugins(None)

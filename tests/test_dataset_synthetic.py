@@ -6,6 +6,7 @@ import pickle
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 
@@ -183,26 +184,58 @@ def test_objects_occlude_each_other(train):
     assert len(partly_hidden) >= 5
 
 
-def test_colour_does_not_decide_the_class(train):
+def object_colours(ds: SegDataset) -> tuple[np.ndarray, np.ndarray]:
+    """Mean RGB colour and class of every object with at least 30 visible pixels."""
     features, classes = [], []
-    for i in range(len(train)):
-        image, _ = train[i]
-        for obj in train.objects(i):
+    for i in range(len(ds)):
+        image, _ = ds[i]
+        for obj in ds.objects(i):
             if obj.visible.sum() >= 30:
                 features.append(image[obj.visible].astype(np.float64).mean(axis=0))
                 classes.append(obj.class_id)
-    features, classes = np.array(features), np.array(classes)
+    return np.array(features), np.array(classes)
+
+
+def nearest_centroid_accuracy(features: np.ndarray, classes: np.ndarray) -> float:
+    """Fit class centroids of mean colour on the first half of the objects, score the second."""
+    half = len(classes) // 2
+    centroids = np.array([features[:half][classes[:half] == c].mean(axis=0) for c in range(1, NUM_CLASSES)])
+    predicted = 1 + np.argmin(((features[half:, None] - centroids[None]) ** 2).sum(-1), axis=1)
+    return float((predicted == classes[half:]).mean())
+
+
+def test_without_hue_bias_colour_does_not_decide_the_class():
+    features, classes = object_colours(build_synthetic("train", num_train=32, hue_jitter=180.0))
     assert len(classes) >= 60
     for c in range(1, NUM_CLASSES):
         per_class = features[classes == c]
         assert len(per_class) >= 5
         assert per_class.std(axis=0).mean() > 25  # a fixed colour per class would give ~5
-    # a nearest-centroid classifier on mean colour, fitted on half the objects, is near chance
-    half = len(classes) // 2
-    centroids = np.array([features[:half][classes[:half] == c].mean(axis=0) for c in range(1, NUM_CLASSES)])
-    predicted = 1 + np.argmin(((features[half:, None] - centroids[None]) ** 2).sum(-1), axis=1)
-    accuracy = (predicted == classes[half:]).mean()
-    assert accuracy < 0.4  # chance is 0.2 with five object classes
+    assert nearest_centroid_accuracy(features, classes) < 0.4  # chance is 0.2 with five classes
+
+
+def test_hue_jitter_sets_how_much_colour_tells(train):
+    def hue_spread(ds: SegDataset) -> float:
+        """Mean circular spread (0 = one hue, 1 = uniform) of object hues within a class."""
+        features, classes = object_colours(ds)
+        hsv = cv2.cvtColor(features.astype(np.float32)[None] / 255.0, cv2.COLOR_RGB2HSV)[0]
+        angles = np.radians(hsv[:, 0])
+        return float(np.mean([
+            1 - np.abs(np.exp(1j * angles[classes == c]).mean()) for c in range(1, NUM_CLASSES)
+        ]))
+
+    narrow = hue_spread(build_synthetic("train", num_train=32, hue_jitter=10.0))
+    default = hue_spread(train)
+    uniform = hue_spread(build_synthetic("train", num_train=32, hue_jitter=180.0))
+    assert narrow < default < uniform
+    assert narrow < 0.15 and uniform > 0.6
+    # the background takes every hue, so colour alone does not tell objects from clutter
+    hues = []
+    for image, label in (train[i] for i in range(len(train))):
+        hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV_FULL)
+        hues.append(hsv[..., 0][(label == 0) & (hsv[..., 1] > 60)])
+    counts = np.bincount(np.concatenate(hues).astype(np.int64) * 6 // 256, minlength=6)
+    assert (counts > 0.02 * counts.sum()).all()  # every 60-degree sector of hue is present
 
 
 def test_noise_option():
@@ -235,6 +268,8 @@ def test_bad_split_names_it_and_the_allowed_ones():
         ({"noise_std": -1.0}, "noise_std"),
         ({"noise_std": "6"}, "noise_std"),
         ({"ignore_width": -1}, "ignore_width"),
+        ({"hue_jitter": -5.0}, "hue_jitter"),
+        ({"hue_jitter": 200}, "hue_jitter"),
     ],
 )
 def test_bad_options(options, name):

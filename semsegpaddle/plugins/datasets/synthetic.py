@@ -1,12 +1,13 @@
 """An embedded, download-free dataset of procedurally drawn scenes (the quick start's default).
 
 The task: on a cluttered background (colour gradients, low-frequency blotches, thin scribbles and
-specks that are all background), segment a few overlapping objects of five classes — a shaded
-disc, a checkered square, a dotted triangle, a plain ring and a striped bar — each drawn with
-random size, position, rotation and colours, so the class is told by shape and texture, never by
-colour. Objects drawn later cover earlier ones (the label follows the top one), pixel noise is
-added, and a thin band along every object boundary is labelled ``ignore_index`` (255), like the
-"void" outlines of PASCAL VOC.
+specks of any colour, all labelled background), segment a few overlapping objects of five
+classes — a speckled disc, a checkered square, a dotted triangle, a plain ring and a striped bar —
+each drawn with random size, position, rotation and brightness, its texture in two strongly
+contrasting shades. Each class has a typical hue spread by ``hue_jitter`` degrees (at 180 the hue
+is uniform and only shape and texture tell the class). Objects drawn later cover earlier ones (the
+label follows the top one), pixel noise is added, and a thin band along every object boundary is
+labelled ``ignore_index`` (255), like the "void" outlines of PASCAL VOC.
 
 Every sample is a pure function of ``(seed, split, index)``: it is drawn on demand in
 ``__getitem__`` from its own random generator, identical in any process and any access order, and
@@ -14,6 +15,7 @@ the train and val splits come from different generator streams.
 """
 from __future__ import annotations
 
+import colorsys
 import operator
 from dataclasses import dataclass
 from typing import Callable
@@ -66,6 +68,7 @@ class SyntheticDataset(SegDataset):
         max_distractors: int,
         noise_std: float,
         ignore_width: int,
+        hue_jitter: float,
     ) -> None:
         self.split = split
         self.seed = seed
@@ -76,6 +79,7 @@ class SyntheticDataset(SegDataset):
         self.max_distractors = max_distractors
         self.noise_std = noise_std
         self.ignore_width = ignore_width
+        self.hue_jitter = hue_jitter
         self.palette = default_palette(self.num_classes)
 
     def __len__(self) -> int:
@@ -121,7 +125,7 @@ class SyntheticDataset(SegDataset):
             if box is None:
                 continue
             y0, y1, x0, x1 = box
-            fill = _colourise(rng, texture)
+            fill = _colourise(rng, texture, _object_colour(rng, class_id, self.hue_jitter))
             a = alpha.astype(np.float32)[..., None] * (1.0 / 255.0)
             region = image[y0:y1, x0:x1]
             region *= 1.0 - a
@@ -178,13 +182,26 @@ def _background(rng: np.random.Generator, size: int, max_distractors: int, scale
     return image
 
 
-def _colourise(rng: np.random.Generator, texture: np.ndarray) -> np.ndarray:
-    """Map a texture in [0, 1] (h×w) to a random colour and a much darker or lighter one (h×w×3).
+def _object_colour(rng: np.random.Generator, class_id: int, hue_jitter: float) -> np.ndarray:
+    """An object's main colour (RGB float32): the class's hue ± ``hue_jitter`` degrees, random
+    saturation and value. With ``hue_jitter`` ≥ 180 the hue is uniform: colour says nothing.
 
-    The strong brightness contrast keeps the texture visible whatever the hue, so texture and
-    shape, not colour, tell the class.
+    Like grass and sky in real scenes, a class has a typical colour, but backgrounds and
+    distractors take any colour, so a pixel's colour alone does not tell object from clutter.
     """
-    a = rng.uniform(0, 255, size=3).astype(np.float32)
+    if hue_jitter >= 180:
+        hue = rng.uniform(0.0, 360.0)
+    else:
+        hue = (class_id - 1) * 360.0 / (len(CLASS_NAMES) - 1) + rng.uniform(-hue_jitter, hue_jitter)
+    rgb = colorsys.hsv_to_rgb((hue % 360.0) / 360.0, rng.uniform(0.55, 1.0), rng.uniform(0.55, 1.0))
+    return np.array(rgb, dtype=np.float32) * 255.0
+
+
+def _colourise(rng: np.random.Generator, texture: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """Map a texture in [0, 1] (h×w) to colour ``a`` and a much darker or lighter one (h×w×3).
+
+    The strong brightness contrast keeps the texture visible whatever the hue.
+    """
     if a.mean() > 127.5:
         b = a * np.float32(rng.uniform(0.15, 0.4))
     else:
@@ -335,6 +352,7 @@ def build_synthetic(
     max_distractors: int = 6,
     noise_std: float = 6.0,
     ignore_width: int = 1,
+    hue_jitter: float = 30.0,
 ) -> SyntheticDataset:
     """Procedural scenes of textured, overlapping shapes on clutter; nothing to download."""
     if split not in SPLITS:
@@ -349,6 +367,8 @@ def build_synthetic(
     _check_int("ignore_width", ignore_width, 0)
     if isinstance(noise_std, bool) or not isinstance(noise_std, (int, float)) or not 0 <= noise_std <= 100:
         raise ValueError(f"noise_std={noise_std!r} is not valid; expected a number from 0 to 100")
+    if isinstance(hue_jitter, bool) or not isinstance(hue_jitter, (int, float)) or not 0 <= hue_jitter <= 180:
+        raise ValueError(f"hue_jitter={hue_jitter!r} is not valid; expected a number of degrees from 0 to 180")
     return SyntheticDataset(
         split,
         seed=seed,
@@ -359,6 +379,7 @@ def build_synthetic(
         max_distractors=max_distractors,
         noise_std=float(noise_std),
         ignore_width=ignore_width,
+        hue_jitter=float(hue_jitter),
     )
 
 
@@ -383,6 +404,7 @@ def semseg_register_datasets(register):
             "max_distractors": "most background scribbles / speck clusters per image (labelled background)",
             "noise_std": "standard deviation of the Gaussian pixel noise, in 0-255 intensity units",
             "ignore_width": "width in pixels of the ignore band (255) along object boundaries; 0 disables it",
+            "hue_jitter": "spread in degrees of each class's typical hue (classes 72° apart); 180: colour carries no class information",
         },
         description="procedural shapes with per-class textures, occlusion and clutter; no download",
     )
