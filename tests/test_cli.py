@@ -54,7 +54,8 @@ def test_plugins_command_lists_hooks(runner):
 def test_config_prints_merged_config_with_overrides(runner):
     result = runner.invoke(cli, ["config", "synthetic_deeplabv3", "train.iters=3"])
     assert result.exit_code == 0, result.output
-    assert "iters: 3" in result.output and "depth: 18" in result.output
+    assert "iters: 3" in result.output and "width: 18_small" in result.output
+    assert "norm_eps: 1.0e-05" in result.output  # the backbone's defaults are filled in
     assert "synthetic_deeplabv3" in runner.invoke(cli, ["config", "--list"]).output
 
 

@@ -16,11 +16,11 @@ def write(path, data):
 def test_packaged_config_loads_by_name_with_defaults_filled():
     config = load_config("synthetic_deeplabv3")
     assert "synthetic_deeplabv3" in packaged_configs()
-    assert config["model"]["backbone"]["depth"] == 18
+    assert config["model"]["backbone"]["width"] == "18_small"
     # defaults of the component and of the engine are filled in
-    assert config["model"]["backbone"]["stem"] == "standard"
+    assert config["model"]["backbone"]["frozen_stages"] == -1
     assert config["train"]["momentum"] == 0.9
-    assert config["dataset"]["image_size"] == 96
+    assert config["dataset"]["max_objects"] == 5
 
 
 def test_base_inheritance_merges_in_order(tmp_path):
@@ -40,19 +40,20 @@ def test_base_can_name_a_packaged_config(tmp_path):
     child = write(tmp_path / "c.yaml", {"_base_": "synthetic_deeplabv3", "train": {"iters": 7}})
     config = load_config(child)
     assert config["train"]["iters"] == 7
-    assert config["model"]["backbone"]["depth"] == 18
+    assert config["model"]["backbone"]["width"] == "18_small"
 
 
 def test_changing_component_name_replaces_its_options(tmp_path):
-    child = write(tmp_path / "c.yaml", {"_base_": "synthetic_deeplabv3", "model": {"backbone": {"name": "hrnet"}}})
+    child = write(tmp_path / "c.yaml", {"_base_": "synthetic_deeplabv3", "model": {"backbone": {"name": "resnet"}}})
     config = load_config(child)
-    assert config["model"]["backbone"]["name"] == "hrnet"
-    assert "depth" not in config["model"]["backbone"]  # resnet's option did not leak into hrnet
+    assert config["model"]["backbone"]["name"] == "resnet"
+    assert "width" not in config["model"]["backbone"]  # hrnet's option did not leak into resnet
+    assert config["model"]["backbone"]["output_stride"] == 32  # resnet's default, not the base's 8
 
 
 def test_overrides_parse_yaml_values_and_apply_last():
     config = load_config("synthetic_deeplabv3", ["train.iters=5", "train.crop_size=[64,48]",
-                                                  "model.backbone.multi_grid=null", "runtime.progress=false"])
+                                                  "model.decoder.atrous_rates=null", "runtime.progress=false"])
     assert config["train"]["iters"] == 5
     assert config["train"]["crop_size"] == [64, 48]
     assert config["runtime"]["progress"] is False
@@ -69,10 +70,10 @@ def test_unknown_key_names_file_key_and_closest(tmp_path):
 
 def test_unknown_component_option_suggests_closest(tmp_path):
     with pytest.raises(ConfigError) as info:
-        load_config("synthetic_deeplabv3", ["model.backbone.dpeth=50"])
+        load_config("synthetic_deeplabv3", ["model.backbone.widht=32"])
     message = str(info.value)
     assert message.startswith("command line:")
-    assert "model.backbone.dpeth" in message and "'depth'" in message
+    assert "model.backbone.widht" in message and "'width'" in message
 
 
 def test_wrong_type_is_an_error(tmp_path):
@@ -80,8 +81,8 @@ def test_wrong_type_is_an_error(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(bad)
     assert "train.iters" in str(info.value) and "expects int" in str(info.value) and str(bad) in str(info.value)
-    with pytest.raises(ConfigError, match="model.backbone.depth' expects int"):
-        load_config("synthetic_deeplabv3", ["model.backbone.depth=1.5"])
+    with pytest.raises(ConfigError, match="model.backbone.output_stride' expects int"):
+        load_config("synthetic_deeplabv3", ["model.backbone.output_stride=1.5"])
     with pytest.raises(ConfigError, match="runtime.progress' expects bool"):
         load_config("synthetic_deeplabv3", ["runtime.progress=3"])
 

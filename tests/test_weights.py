@@ -84,7 +84,7 @@ def test_unknown_weights_format_is_a_clear_error(tmp_path):
 
 def _config(tmp_path, pretrained):
     return load_config("synthetic_deeplabv3", [
-        f"model.backbone.pretrained={pretrained}", "train.iters=2", "train.batch_size=2",
+        "model.backbone.name=resnet", "model.backbone.depth=18", f"model.backbone.pretrained={pretrained}", "train.iters=2", "train.batch_size=2",
         "train.crop_size=[48,48]", "dataset.image_size=48", "dataset.num_train=4", "dataset.num_val=2",
         "runtime.progress=false", "runtime.threads=2", f"runtime.output_dir={tmp_path / 'run'}",
     ])
@@ -107,7 +107,7 @@ def test_converted_checkpoint_trains_through_the_cli(timm_resnet18, tmp_path):
     _, source = timm_resnet18
     path = tmp_path / "r18.safetensors"
     CliRunner().invoke(cli, ["convert-weights", "resnet", str(source), str(path), "-o", "depth=18"])
-    args = [f"model.backbone.pretrained={path}", "train.iters=2", "train.batch_size=2", "train.crop_size=[48,48]",
+    args = ["model.backbone.name=resnet", "model.backbone.depth=18", f"model.backbone.pretrained={path}", "train.iters=2", "train.batch_size=2", "train.crop_size=[48,48]",
             "dataset.image_size=48", "dataset.num_train=4", "dataset.num_val=2", "runtime.progress=false",
             "runtime.threads=2", f"runtime.output_dir={tmp_path / 'run'}"]
     result = CliRunner().invoke(cli, ["train", *args])
