@@ -41,9 +41,12 @@ def create_model(config: dict[str, Any], num_classes: int | None = None) -> Segm
     return _create_model(config, num_classes)
 
 
-def train(config: dict[str, Any], *, resume: bool = False) -> TrainResult:
-    """Train (and evaluate at the configured intervals); files go to ``runtime.output_dir``."""
-    return _train(config, resume=resume)
+def train(config: dict[str, Any], *, resume: bool = False, overwrite: bool = False) -> TrainResult:
+    """Train (and evaluate at the configured intervals); files go to ``runtime.output_dir``.
+
+    ``resume`` continues the run found there; ``overwrite`` allows replacing it.
+    """
+    return _train(config, resume=resume, overwrite=overwrite)
 
 
 def default_weights(config: dict[str, Any]) -> Path:

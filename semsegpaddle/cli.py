@@ -130,8 +130,9 @@ def config(args: tuple[str, ...], list_packaged: bool) -> None:
 @cli.command()
 @click.argument("args", nargs=-1)
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in runtime.output_dir.")
+@click.option("--overwrite", is_flag=True, help="Replace a run already in runtime.output_dir.")
 @click.option("--threads", type=int, default=None, help="CPU threads (default: every core).")
-def train(args: tuple[str, ...], resume: bool, threads: int | None) -> None:
+def train(args: tuple[str, ...], resume: bool, overwrite: bool, threads: int | None) -> None:
     """Train: [CONFIG] [key=value ...] (default config: synthetic_deeplabv3).
 
     Writes model_last/model_best.safetensors, train_state.pdstate, train_log.jsonl, eval_log.jsonl
@@ -141,7 +142,9 @@ def train(args: tuple[str, ...], resume: bool, threads: int | None) -> None:
     from semsegpaddle.api import train as run_train
 
     config = _load(args, threads)
-    result = run_train(config, resume=resume)
+    if resume and overwrite:
+        raise click.UsageError("--resume and --overwrite exclude each other")
+    result = run_train(config, resume=resume, overwrite=overwrite)
     if result.metrics is not None:
         click.echo(result.metrics.table())
     click.echo(f"outputs in {result.output_dir}")

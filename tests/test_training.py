@@ -114,3 +114,15 @@ def test_step_batches_are_a_pure_function_of_the_step():
     rank0 = list(StepBatches(10, 2, seed=1, start=0, total=2, rank=0, world_size=2))
     rank1 = list(StepBatches(10, 2, seed=1, start=0, total=2, rank=1, world_size=2))
     assert not set(rank0[0]) & set(rank1[0])
+
+
+def test_a_new_run_never_replaces_an_earlier_one_by_accident(tmp_path, tiny_plugins):
+    from semsegpaddle.core.errors import SemsegError
+
+    config = tiny(tmp_path, iters=2)
+    train(config)
+    before = (tmp_path / "model_last.safetensors").read_bytes()
+    with pytest.raises(SemsegError, match="already holds a training run.*--resume.*--overwrite"):
+        train(config)
+    assert (tmp_path / "model_last.safetensors").read_bytes() == before
+    train(config, overwrite=True)  # asked for explicitly

@@ -71,11 +71,18 @@ def _append_log(path: Path, record: dict[str, Any]) -> None:
         handle.write(json.dumps(record) + "\n")
 
 
-def train(config: dict[str, Any], *, resume: bool = False) -> TrainResult:
-    """Train the model a validated config describes; evaluate and checkpoint into ``output_dir``."""
-    dist, device = setup_runtime(config)
+def train(config: dict[str, Any], *, resume: bool = False, overwrite: bool = False) -> TrainResult:
+    """Train the model a validated config describes; evaluate and checkpoint into ``output_dir``.
+
+    A fresh run refuses a folder that already holds checkpoints unless ``overwrite`` is set, so
+    an earlier run is never replaced by accident.
+    """
     train_cfg, runtime = config["train"], config["runtime"]
     out = Path(runtime["output_dir"])
+    if not resume and not overwrite and any((out / name).exists() for name in (LAST, BEST, STATE)):
+        raise SemsegError(f"{out} already holds a training run; continue it with --resume, replace it with "
+                          f"--overwrite, or set runtime.output_dir to another folder")
+    dist, device = setup_runtime(config)
     train_set = create_dataset(config, config["dataset"]["train_split"])
     val_set = create_dataset(config, config["dataset"]["val_split"])
     model = create_model(config, train_set.num_classes)
@@ -108,19 +115,20 @@ def train(config: dict[str, Any], *, resume: bool = False) -> TrainResult:
         paddle.seed((runtime["seed"] * 1_000_003 + step) * 64 + dist.rank)
         outputs = net(images)
         loss, terms = weighted_loss(outputs, labels, model.loss_weights, train_set.ignore_index)
-        if not math.isfinite(float(loss)):
-            raise SemsegError(f"loss became {float(loss)} at step {step}; lower train.lr or check the labels")
+        loss_value = float(loss)
+        if not math.isfinite(loss_value):
+            raise SemsegError(f"loss became {loss_value} at step {step}; lower train.lr or check the labels")
         loss.backward()
         optimizer.step()
         optimizer.clear_grad()
         lr = optimizer.get_lr()
         scheduler.step()
-        result.losses.append(float(loss))
+        result.losses.append(loss_value)
         result.steps = step
-        bar.set_postfix(loss=f"{float(loss):.4f}", lr=f"{lr:.2e}", refresh=False)
+        bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", refresh=False)
         bar.update(1)
         if dist.is_main and (step % train_cfg["log_interval"] == 0 or step == train_cfg["iters"]):
-            _append_log(out / "train_log.jsonl", {"step": step, "loss": float(loss), "terms": terms, "lr": lr,
+            _append_log(out / "train_log.jsonl", {"step": step, "loss": loss_value, "terms": terms, "lr": lr,
                                                   "seconds": round(time.perf_counter() - tic, 3)})
         evaluate_now = step == train_cfg["iters"] or (train_cfg["eval_interval"] and step % train_cfg["eval_interval"] == 0)
         if evaluate_now:
