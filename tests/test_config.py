@@ -1,6 +1,8 @@
 """Config loading: inheritance, overrides, validation errors naming file, key and closest key."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -129,3 +131,27 @@ def test_choice_keys_list_the_choices_and_the_closest():
     with pytest.raises(ConfigError) as info:
         load_config("synthetic_deeplabv3", ["train.optimizer=adam"])
     assert "expects one of 'sgd', 'adamw'" in str(info.value) and "did you mean 'adamw'" in str(info.value)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.crop_size=[64]", "'train.crop_size' expects [height, width], both > 0"),
+    ("train.scale_range=[2.0,1.0]", "'train.scale_range' expects [min, max] with 0 < min ≤ max"),
+    ("train.iters=0", "'train.iters' expects a number > 0"),
+    ("model.std=[1,0,1]", "'model.std' expects three positive numbers"),
+    ("runtime.threads=-1", "'runtime.threads' expects a number ≥ 0"),
+])
+def test_engine_values_are_range_checked(override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config("synthetic_deeplabv3", [override])
+
+
+def test_bad_component_option_value_names_its_key_and_source(tmp_path):
+    from semsegpaddle.api import create_dataset, create_model
+
+    with pytest.raises(ConfigError) as info:
+        create_dataset(load_config("synthetic_deeplabv3", ["dataset.image_size=10"]), "train")
+    assert str(info.value).startswith("command line: dataset.image_size (dataset 'synthetic'): image_size=10")
+    bad = write(tmp_path / "bad.yaml", {"_base_": "synthetic_deeplabv3", "model": {"backbone": {"output_stride": 4}}})
+    with pytest.raises(ConfigError) as info:
+        create_model(load_config(bad), num_classes=3)
+    assert str(info.value).startswith(f"{bad}: model.backbone.output_stride (backbone 'hrnet')")

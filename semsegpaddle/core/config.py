@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import typing
 from pathlib import Path
 from typing import Any, Iterable
@@ -232,6 +233,8 @@ def _validate_node(node: Any, schema: dict[str, Any], prefix: str, out: dict[str
         spec = schema[key]
         if isinstance(spec, Key):
             _check_value(config, dotted, value, spec.type)
+            if spec.check is not None and value is not None and not spec.check(value):
+                _fail(config, dotted, f"'{dotted}' expects {spec.expect}, got {value!r}")
             out[key] = copy.deepcopy(value)
         elif isinstance(spec, ComponentSection):
             out[key] = _validate_component(config, dotted, value, spec)
@@ -285,3 +288,23 @@ def component_options(section: dict[str, Any], spec_extra: Iterable[str] = ()) -
     """The options to pass to a component's factory: the section minus ``name`` and engine keys."""
     skip = {"name", *spec_extra}
     return {k: v for k, v in section.items() if k not in skip}
+
+
+def build_component(config: dict[str, Any], dotted: str, kind: str, *args: Any, extra: Iterable[str] = ()) -> Any:
+    """Call the factory of the component named at ``dotted`` with its options.
+
+    A ValueError from the factory (a bad option value) becomes a ConfigError naming the file,
+    the section and the component, so the user knows which key to fix.
+    """
+    from semsegpaddle.core.plugins import get_registry
+
+    section = config[dotted] if "." not in dotted else Config.select(config, dotted)  # type: ignore[arg-type]
+    component = get_registry(kind).get(section["name"])
+    try:
+        return component.factory(*args, **component_options(section, extra))
+    except ValueError as exc:
+        # factories name the bad option as `option=value`: point at the key that set it
+        option = next((k for k in section if re.search(rf"\b{re.escape(k)}=", str(exc))), None)
+        key = f"{dotted}.{option}" if option else dotted
+        source = config.source_of(key) if isinstance(config, Config) else "config"
+        raise ConfigError(f"{source}: {key} ({kind} '{section['name']}'): {exc}") from exc

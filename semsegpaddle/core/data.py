@@ -6,21 +6,18 @@ from typing import Any, Iterator
 import numpy as np
 import paddle
 
-from semsegpaddle.core.config import component_options
+from semsegpaddle.core.config import build_component
 from semsegpaddle.core.errors import DataError
 from semsegpaddle.core.interfaces import SegDataset
-from semsegpaddle.core.plugins import get_registry
 from semsegpaddle.core.schema import SCHEMA
 from semsegpaddle.core.transforms import TrainTransform, to_model_input
 
 
 def create_dataset(config: dict[str, Any], split: str) -> SegDataset:
     """Build the config's dataset for ``split``."""
-    section = config["dataset"]
-    component = get_registry("dataset").get(section["name"])
-    dataset = component.factory(split, **component_options(section, SCHEMA["dataset"].extra))
+    dataset = build_component(config, "dataset", "dataset", split, extra=SCHEMA["dataset"].extra)
     if len(dataset) == 0:
-        raise DataError(f"dataset '{section['name']}' split '{split}' is empty")
+        raise DataError(f"dataset '{config['dataset']['name']}' split '{split}' is empty")
     return dataset
 
 

@@ -6,7 +6,7 @@ from typing import Any
 import paddle
 from paddle import nn
 
-from semsegpaddle.core.config import component_options
+from semsegpaddle.core.config import build_component, component_options
 from semsegpaddle.core.interfaces import Backbone, Decoder, FeatureInfo
 from semsegpaddle.core.layers import ConvBNReLU, resize_to
 from semsegpaddle.core.plugins import get_registry
@@ -65,7 +65,7 @@ class SegmentationModel(nn.Layer):
 
 
 def create_backbone(name: str, **options: Any) -> Backbone:
-    """Build a registered backbone by name; options left out (or None-free) take their defaults."""
+    """Build a registered backbone by name; options left out take their defaults."""
     backbone = get_registry("backbone").get(name).factory(**options)
     if not isinstance(getattr(backbone, "feature_info", None), FeatureInfo):
         raise TypeError(f"backbone '{name}' did not declare a FeatureInfo")
@@ -77,16 +77,15 @@ def create_model(config: dict[str, Any], num_classes: int) -> SegmentationModel:
     model_cfg = config["model"]
     backbone_cfg = model_cfg["backbone"]
     backbone_extra = SCHEMA["model"]["backbone"].extra
-    backbone = create_backbone(backbone_cfg["name"], **component_options(backbone_cfg, backbone_extra))
+    backbone = build_component(config, "model.backbone", "backbone", extra=backbone_extra)
+    if not isinstance(getattr(backbone, "feature_info", None), FeatureInfo):
+        raise TypeError(f"backbone '{backbone_cfg['name']}' did not declare a FeatureInfo")
     if backbone_cfg.get("pretrained"):
         from semsegpaddle.core.weights import load_backbone_pretrained
 
         load_backbone_pretrained(backbone, backbone_cfg["name"], backbone_cfg["pretrained"],
                                  component_options(backbone_cfg, backbone_extra))
-    decoder_cfg = model_cfg["decoder"]
-    decoder = get_registry("decoder").get(decoder_cfg["name"]).factory(
-        backbone.feature_info, num_classes, **component_options(decoder_cfg)
-    )
+    decoder = build_component(config, "model.decoder", "decoder", backbone.feature_info, num_classes)
     aux = model_cfg["aux"]
     return SegmentationModel(backbone, decoder, num_classes, model_cfg["mean"], model_cfg["std"],
                              aux_level=aux["level"], aux_weight=aux["weight"], aux_channels=aux["channels"])

@@ -6,16 +6,39 @@ options that component declares; their valid keys come from the registry at vali
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 
 @dataclass(frozen=True)
 class Key:
-    """One engine key: its type annotation, default and a one-line description."""
+    """One engine key: its type annotation, default, a one-line description and an optional
+    value check (``check(value) -> bool``, with ``expect`` saying what passes)."""
 
     type: Any
     default: Any
     description: str
+    check: Callable[[Any], bool] | None = None
+    expect: str = ""
+
+
+def _positive(value: Any) -> bool:
+    return value > 0
+
+
+def _non_negative(value: Any) -> bool:
+    return value >= 0
+
+
+def _pair_of_positive(value: Any) -> bool:
+    return len(value) == 2 and all(v > 0 for v in value)
+
+
+def _rgb(value: Any) -> bool:
+    return len(value) == 3
+
+
+POSITIVE = {"check": _positive, "expect": "a number > 0"}
+NON_NEGATIVE = {"check": _non_negative, "expect": "a number ≥ 0"}
 
 
 @dataclass(frozen=True)
@@ -38,39 +61,43 @@ SCHEMA: dict[str, Any] = {
         "decoder": ComponentSection("decoder", "deeplabv3", {}),
         "aux": {
             "level": Key(int | None, None, "backbone level of the FCN auxiliary head (e.g. 2 = stride-16 stage), null for none"),
-            "weight": Key(float, 0.4, "loss weight of the auxiliary head"),
-            "channels": Key(int, 256, "hidden channels of the auxiliary head"),
+            "weight": Key(float, 0.4, "loss weight of the auxiliary head", **NON_NEGATIVE),
+            "channels": Key(int, 256, "hidden channels of the auxiliary head", **POSITIVE),
         },
-        "mean": Key(list[float], IMAGENET_MEAN, "per-channel RGB mean subtracted inside the model (inputs are 0-255)"),
-        "std": Key(list[float], IMAGENET_STD, "per-channel RGB std the model divides by"),
+        "mean": Key(list[float], IMAGENET_MEAN, "per-channel RGB mean subtracted inside the model (inputs are 0-255)",
+                    check=_rgb, expect="three numbers (R, G, B)"),
+        "std": Key(list[float], IMAGENET_STD, "per-channel RGB std the model divides by",
+                   check=lambda v: _rgb(v) and all(x > 0 for x in v), expect="three positive numbers (R, G, B)"),
     },
     "dataset": ComponentSection("dataset", "synthetic", {
         "train_split": Key(str, "train", "split used for training"),
         "val_split": Key(str, "val", "split used for evaluation"),
     }),
     "train": {
-        "iters": Key(int, 1000, "number of optimisation steps"),
-        "batch_size": Key(int, 8, "images per step and per process"),
-        "crop_size": Key(list[int], [512, 512], "training crop [height, width]"),
-        "scale_range": Key(list[float], [0.5, 2.0], "random rescale range [min, max] before cropping"),
+        "iters": Key(int, 1000, "number of optimisation steps", **POSITIVE),
+        "batch_size": Key(int, 8, "images per step and per process", **POSITIVE),
+        "crop_size": Key(list[int], [512, 512], "training crop [height, width]",
+                          check=_pair_of_positive, expect="[height, width], both > 0"),
+        "scale_range": Key(list[float], [0.5, 2.0], "random rescale range [min, max] before cropping",
+                            check=lambda v: _pair_of_positive(v) and v[0] <= v[1], expect="[min, max] with 0 < min ≤ max"),
         "flip": Key(bool, True, "random horizontal flip"),
         "optimizer": Key(Literal["sgd", "adamw"], "sgd", "sgd (with momentum, L2 decay) or adamw (decoupled decay)"),
-        "lr": Key(float, 0.01, "base learning rate"),
-        "momentum": Key(float, 0.9, "SGD momentum (adamw: beta1)"),
-        "weight_decay": Key(float, 4e-5, "weight decay (L2 for sgd, decoupled for adamw)"),
-        "power": Key(float, 0.9, "exponent of the poly learning-rate schedule"),
-        "warmup_iters": Key(int, 0, "linear warm-up steps from 0 to lr"),
-        "eval_interval": Key(int, 0, "evaluate every N steps (0: only at the end)"),
-        "log_interval": Key(int, 10, "write a log line every N steps"),
-        "save_interval": Key(int, 0, "save a checkpoint every N steps (0: only at the end and at evaluations)"),
-        "num_workers": Key(int, 0, "data-loading worker processes (0: load in the main process)"),
+        "lr": Key(float, 0.01, "base learning rate", **POSITIVE),
+        "momentum": Key(float, 0.9, "SGD momentum (adamw: beta1)", check=lambda v: 0 <= v < 1, expect="a number in [0, 1)"),
+        "weight_decay": Key(float, 4e-5, "weight decay (L2 for sgd, decoupled for adamw)", **NON_NEGATIVE),
+        "power": Key(float, 0.9, "exponent of the poly learning-rate schedule", **NON_NEGATIVE),
+        "warmup_iters": Key(int, 0, "linear warm-up steps from 0 to lr", **NON_NEGATIVE),
+        "eval_interval": Key(int, 0, "evaluate every N steps (0: only at the end)", **NON_NEGATIVE),
+        "log_interval": Key(int, 10, "write a log line every N steps", **POSITIVE),
+        "save_interval": Key(int, 0, "save a checkpoint every N steps (0: only at the end and at evaluations)", **NON_NEGATIVE),
+        "num_workers": Key(int, 0, "data-loading worker processes (0: load in the main process)", **NON_NEGATIVE),
     },
     "eval": {
-        "batch_size": Key(int, 1, "images per evaluation step (images of one batch must share a size)"),
+        "batch_size": Key(int, 1, "images per evaluation step (images of one batch must share a size)", **POSITIVE),
     },
     "runtime": {
         "seed": Key(int, 0, "random seed of weights, sampling and augmentation"),
-        "threads": Key(int, 0, "CPU threads for Paddle's kernels (0: every core available)"),
+        "threads": Key(int, 0, "CPU threads for Paddle's kernels (0: every core available)", **NON_NEGATIVE),
         "output_dir": Key(str, "runs/default", "folder for checkpoints, logs and metrics"),
         "device": Key(str, "auto", "auto, cpu or gpu"),
         "progress": Key(bool, True, "show progress bars"),
