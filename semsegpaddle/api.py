@@ -24,7 +24,7 @@ from semsegpaddle.core.plugins import get_registry, load_plugins
 from semsegpaddle.core.registry import Component
 
 __all__ = ["load_config", "config_from_dict", "list_components", "create_backbone", "create_model",
-           "create_dataset", "train", "evaluate", "predict", "load_model"]
+           "create_dataset", "train", "evaluate", "predict", "load_model", "export"]
 
 
 def list_components(kind: str | None = None, pattern: str = "*") -> list[Component]:
@@ -84,3 +84,13 @@ def predict(config: dict[str, Any], inputs: Sequence[str | Path], output_dir: st
     model = load_model(config, weights, dataset.num_classes)
     return predict_files(model, inputs, output_dir, dataset.palette, overlay=overlay,
                          progress=config["runtime"]["progress"])
+
+
+def export(config: dict[str, Any], output_dir: str | Path, weights: str | Path | None = None):
+    """Export the checkpoint for Paddle Inference (any input size) and verify it at two sizes."""
+    from semsegpaddle.core.export import export_model
+
+    setup_runtime(config)
+    dataset = create_dataset(config, config["dataset"]["val_split"])
+    model = load_model(config, weights, dataset.num_classes)
+    return export_model(model, output_dir, dataset.class_names, dataset.palette)

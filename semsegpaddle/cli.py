@@ -187,6 +187,21 @@ def predict(images: tuple[str, ...], config_args: tuple[str, ...], weights: str 
     click.echo(f"wrote {len(written)} masks to {output_dir}")
 
 
+@cli.command()
+@click.argument("args", nargs=-1)
+@click.option("--weights", type=click.Path(dir_okay=False), default=None,
+              help="Checkpoint (.safetensors). Default: model_best.safetensors of runtime.output_dir.")
+@click.option("--output", "output_dir", type=click.Path(file_okay=False), required=True,
+              help="Folder for model.json, model.pdiparams and export_info.json.")
+def export(args: tuple[str, ...], weights: str | None, output_dir: str) -> None:
+    """Export for Paddle Inference: [CONFIG] [key=value ...]; any input size, verified at two sizes."""
+    from semsegpaddle.api import export as run_export
+
+    report = run_export(_load(args), output_dir, weights)
+    checks = ", ".join(f"{size}: {error:.2g}" for size, error in report.max_abs_error.items())
+    click.echo(f"exported to {report.output_dir} (max |exported - model| {checks})")
+
+
 @cli.command(name="convert-weights")
 @click.argument("backbone")
 @click.argument("source", type=click.Path(exists=True, dir_okay=False))

@@ -18,8 +18,14 @@ class ConvBNReLU(nn.Sequential):
         )
 
 
-def resize_to(x: paddle.Tensor, size: list[int] | tuple[int, int]) -> paddle.Tensor:
+def spatial_size(x: paddle.Tensor) -> list[int] | paddle.Tensor:
+    """(H, W) of an N×C×H×W tensor: ints when running eagerly, a tensor when exporting, where
+    H and W are unknown until run time."""
+    return x.shape[-2:] if paddle.in_dynamic_mode() else paddle.shape(x)[2:]
+
+
+def resize_to(x: paddle.Tensor, size: list[int] | paddle.Tensor) -> paddle.Tensor:
     """Bilinear resize of N×C×h×w to ``size`` = (H, W), align_corners=False (no-op if equal)."""
-    if tuple(x.shape[-2:]) == tuple(size):
+    if paddle.in_dynamic_mode() and list(x.shape[-2:]) == list(size):
         return x
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)

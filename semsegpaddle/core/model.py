@@ -8,7 +8,7 @@ from paddle import nn
 
 from semsegpaddle.core.config import build_component, component_options
 from semsegpaddle.core.interfaces import Backbone, Decoder, FeatureInfo
-from semsegpaddle.core.layers import ConvBNReLU, resize_to
+from semsegpaddle.core.layers import ConvBNReLU, resize_to, spatial_size
 from semsegpaddle.core.plugins import get_registry
 from semsegpaddle.core.schema import SCHEMA
 
@@ -53,7 +53,7 @@ class SegmentationModel(nn.Layer):
         self.loss_weights = (1.0, *decoder.aux_weights, *((aux_weight,) if self.aux_head is not None else ()))
 
     def forward(self, images: paddle.Tensor) -> paddle.Tensor | list[paddle.Tensor]:
-        size = images.shape[-2:]
+        size = spatial_size(images)
         features = self.backbone((images - self.mean) / self.std)
         outputs = self.decoder(features)
         outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]

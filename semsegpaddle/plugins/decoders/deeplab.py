@@ -7,7 +7,7 @@ from paddle import nn
 
 from semsegpaddle import hookimpl
 from semsegpaddle.core.interfaces import Decoder, FeatureInfo
-from semsegpaddle.core.layers import ConvBNReLU
+from semsegpaddle.core.layers import ConvBNReLU, spatial_size
 
 #: ASPP rates of the paper for output stride 16; they double at output stride 8.
 _PAPER_RATES_OS16 = (6, 12, 18)
@@ -22,7 +22,7 @@ class ASPPPooling(nn.Layer):
         self.conv = ConvBNReLU(in_channels, channels, 1)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        return F.interpolate(self.conv(self.pool(x)), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return F.interpolate(self.conv(self.pool(x)), size=spatial_size(x), mode="bilinear", align_corners=False)
 
 
 class ASPP(nn.Layer):

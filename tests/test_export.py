@@ -1,0 +1,53 @@
+"""Export for Paddle Inference: dynamic input size, self-check, nothing replaced on failure."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import paddle
+import pytest
+from click.testing import CliRunner
+
+from semsegpaddle.api import load_model
+from semsegpaddle.cli import cli
+from semsegpaddle.core.errors import SemsegError
+from semsegpaddle.core.export import export_model
+
+from tests.test_cli import TINY
+
+
+@pytest.fixture
+def trained(tmp_path, tiny_plugins):
+    args = [*TINY, "train.iters=2", f"runtime.output_dir={tmp_path / 'run'}"]
+    assert CliRunner().invoke(cli, ["train", *args]).exit_code == 0
+    return args
+
+
+def test_export_runs_at_any_size_and_matches_the_model(trained, tmp_path):
+    out = tmp_path / "exported"
+    result = CliRunner().invoke(cli, ["export", *trained, "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "64x64" in result.output and "48x80" in result.output
+    info = json.loads((out / "export_info.json").read_text())
+    assert info["class_names"] == ["background", "bright", "dark"]
+    assert max(info["verified_max_abs_error"].values()) <= 1e-4
+    exported = paddle.jit.load(str(out / "model"))
+    from semsegpaddle.api import load_config
+
+    model = load_model(load_config(None, trained))
+    x = paddle.to_tensor(np.random.default_rng(1).uniform(0, 255, (2, 3, 40, 56)).astype(np.float32))
+    assert exported(x).shape == [2, 3, 40, 56]
+    assert float(np.abs(exported(x).numpy() - model(x).numpy()).max()) <= 1e-4
+
+
+def test_failed_check_keeps_the_previous_export(trained, tmp_path):
+    from semsegpaddle.api import load_config
+
+    out = tmp_path / "exported"
+    assert CliRunner().invoke(cli, ["export", *trained, "--output", str(out)]).exit_code == 0
+    before = (out / "model.pdiparams").read_bytes()
+    model = load_model(load_config(None, trained))
+    with pytest.raises(SemsegError, match="export check failed"):
+        export_model(model, out, ["a", "b", "c"], np.zeros((3, 3), np.uint8), tolerance=-1.0)
+    assert (out / "model.pdiparams").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".exported")] == []
