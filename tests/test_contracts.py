@@ -76,3 +76,16 @@ def test_deeplabv3_rejects_bad_options():
         DeepLabV3(info, 3, in_level=3)
     with pytest.raises(ValueError, match="atrous_rates"):
         DeepLabV3(info, 3, atrous_rates=[0, 2])
+
+
+@pytest.mark.parametrize("name", REGISTRIES["backbone"].names())
+def test_every_backbone_exports_with_a_dynamic_input(name, tmp_path):
+    from semsegpaddle.core.export import export_model
+    from semsegpaddle.core.model import SegmentationModel
+
+    backbone = REGISTRIES["backbone"].get(name).factory(output_stride=8, **SMALL.get(name, {}))
+    decoder = DeepLabV3(backbone.feature_info, 4, channels=16)
+    model = SegmentationModel(backbone, decoder, 4, [0.0] * 3, [1.0] * 3, aux_level=2)
+    report = export_model(model, tmp_path / name, ["a", "b", "c", "d"], np.zeros((4, 3), np.uint8))
+    assert set(report.max_abs_error) == {"64x64", "48x80"}
+    assert max(report.max_abs_error.values()) <= 1e-4
