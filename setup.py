@@ -31,7 +31,8 @@ setup(
     extras_require={
         "cpu": ["paddlepaddle>=3.0"],
         "gpu": ["paddlepaddle-gpu>=3.0"],
-        "test": ["pytest>=7", "paddlepaddle>=3.0", "setuptools>=70", "wheel"],
+        "onnx": ["paddle2onnx>=2.0", "onnxruntime>=1.17"],
+        "test": ["pytest>=7", "paddlepaddle>=3.0", "setuptools>=70", "wheel", "paddle2onnx>=2.0", "onnxruntime>=1.17"],
         "reference": ["torch==2.14.1", "torchvision==0.29.1", "timm>=1.0"],
     },
     entry_points={

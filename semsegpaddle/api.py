@@ -86,11 +86,11 @@ def predict(config: dict[str, Any], inputs: Sequence[str | Path], output_dir: st
                          progress=config["runtime"]["progress"])
 
 
-def export(config: dict[str, Any], output_dir: str | Path, weights: str | Path | None = None):
-    """Export the checkpoint for Paddle Inference (any input size) and verify it at two sizes."""
+def export(config: dict[str, Any], output_dir: str | Path, weights: str | Path | None = None, onnx: bool = False):
+    """Export the checkpoint for Paddle Inference (and ONNX), any input size, verified at two sizes."""
     from semsegpaddle.core.export import export_model
 
     setup_runtime(config)
     dataset = create_dataset(config, config["dataset"]["val_split"])
     model = load_model(config, weights, dataset.num_classes)
-    return export_model(model, output_dir, dataset.class_names, dataset.palette)
+    return export_model(model, output_dir, dataset.class_names, dataset.palette, onnx=onnx)

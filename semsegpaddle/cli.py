@@ -193,11 +193,12 @@ def predict(images: tuple[str, ...], config_args: tuple[str, ...], weights: str 
               help="Checkpoint (.safetensors). Default: model_best.safetensors of runtime.output_dir.")
 @click.option("--output", "output_dir", type=click.Path(file_okay=False), required=True,
               help="Folder for model.json, model.pdiparams and export_info.json.")
-def export(args: tuple[str, ...], weights: str | None, output_dir: str) -> None:
+@click.option("--onnx", is_flag=True, help="Also write model.onnx (needs semsegpaddle[onnx]) and check it.")
+def export(args: tuple[str, ...], weights: str | None, output_dir: str, onnx: bool) -> None:
     """Export for Paddle Inference: [CONFIG] [key=value ...]; any input size, verified at two sizes."""
     from semsegpaddle.api import export as run_export
 
-    report = run_export(_load(args), output_dir, weights)
+    report = run_export(_load(args), output_dir, weights, onnx=onnx)
     checks = ", ".join(f"{size}: {error:.2g}" for size, error in report.max_abs_error.items())
     click.echo(f"exported to {report.output_dir} (max |exported - model| {checks})")
 

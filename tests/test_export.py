@@ -51,3 +51,32 @@ def test_failed_check_keeps_the_previous_export(trained, tmp_path):
         export_model(model, out, ["a", "b", "c"], np.zeros((3, 3), np.uint8), tolerance=-1.0)
     assert (out / "model.pdiparams").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".exported")] == []
+
+
+def test_onnx_export_is_checked_with_onnxruntime(trained, tmp_path):
+    pytest.importorskip("paddle2onnx")
+    onnxruntime = pytest.importorskip("onnxruntime")
+    out = tmp_path / "exported"
+    result = CliRunner().invoke(cli, ["export", *trained, "--output", str(out), "--onnx"])
+    assert result.exit_code == 0, result.output
+    info = json.loads((out / "export_info.json").read_text())
+    assert {"onnx 64x64", "onnx 48x80"} <= set(info["verified_max_abs_error"])
+    session = onnxruntime.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(2).uniform(0, 255, (1, 3, 36, 52)).astype(np.float32)
+    assert session.run(None, {session.get_inputs()[0].name: x})[0].shape == (1, 3, 36, 52)
+
+
+def test_onnx_without_its_packages_names_the_extra(trained, tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_onnx(name, *args, **kwargs):
+        if name in ("paddle2onnx", "onnxruntime"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_onnx)
+    result = CliRunner().invoke(cli, ["export", *trained, "--output", str(tmp_path / "e"), "--onnx"])
+    assert result.exit_code == 1 and "pip install 'semsegpaddle[onnx]'" in result.output
+    assert not (tmp_path / "e").exists()

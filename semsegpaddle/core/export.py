@@ -27,13 +27,14 @@ class ExportReport:
 
 def export_model(model: paddle.nn.Layer, output_dir: str | Path, class_names: Sequence[str],
                  palette: np.ndarray, check_sizes: Sequence[tuple[int, int]] = ((64, 64), (48, 80)),
-                 tolerance: float = 1e-4) -> ExportReport:
+                 tolerance: float = 1e-4, onnx: bool = False) -> ExportReport:
     """Save ``model`` with a dynamic N×3×H×W input (RGB 0–255 floats; normalisation is inside) and
-    reload it to compare logits with the live model at each of ``check_sizes``.
+    reload it to compare logits with the live model at each of ``check_sizes``; with ``onnx``,
+    also convert to ``model.onnx`` and check it with onnxruntime the same way.
 
-    Files (``model.json``, ``model.pdiparams``, ``export_info.json``) are written to a temporary
-    folder beside ``output_dir`` and moved into place only after the check passed, so a failed
-    export never leaves a half-written or wrong model where the old one was.
+    Files (``model.json``, ``model.pdiparams``, [``model.onnx``,] ``export_info.json``) are written
+    to a temporary folder beside ``output_dir`` and moved into place only after every check
+    passed, so a failed export never leaves a half-written or wrong model where the old one was.
     """
     output_dir = Path(output_dir)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -43,14 +44,21 @@ def export_model(model: paddle.nn.Layer, output_dir: str | Path, class_names: Se
         paddle.jit.save(model, str(staging / MODEL_PREFIX),
                         input_spec=[InputSpec([None, 3, None, None], "float32", "x")])
         loaded = paddle.jit.load(str(staging / MODEL_PREFIX))
+        runners = {"paddle": lambda x: loaded(x).numpy()}
+        if onnx:
+            runners["onnx"] = _export_onnx(staging)
         errors = {}
         rng = np.random.default_rng(0)
         for height, width in check_sizes:
             x = paddle.to_tensor(rng.uniform(0, 255, (1, 3, height, width)).astype(np.float32))
-            expected, got = model(x).numpy(), loaded(x).numpy()
-            if got.shape != expected.shape:
-                raise SemsegError(f"export check failed at {height}×{width}: output {got.shape} vs {expected.shape}")
-            errors[f"{height}x{width}"] = float(np.abs(got - expected).max())
+            expected = model(x).numpy()
+            for kind, run in runners.items():
+                got = run(x)
+                if got.shape != expected.shape:
+                    raise SemsegError(f"{kind} export check failed at {height}×{width}: "
+                                      f"output {got.shape} vs {expected.shape}")
+                key = f"{height}x{width}" if kind == "paddle" else f"{kind} {height}x{width}"
+                errors[key] = float(np.abs(got - expected).max())
         worst = max(errors.values())
         if worst > tolerance:
             raise SemsegError(f"export check failed: max |exported - model| = {worst:.3g} > {tolerance} ({errors})")
@@ -71,3 +79,17 @@ def export_model(model: paddle.nn.Layer, output_dir: str | Path, class_names: Se
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ExportReport(output_dir, errors)
+
+
+def _export_onnx(staging: Path):
+    """Convert the saved Paddle model in ``staging`` to ``model.onnx``; return a function running it."""
+    try:
+        import onnxruntime
+        import paddle2onnx
+    except ImportError:
+        raise SemsegError("ONNX export needs paddle2onnx and onnxruntime: pip install 'semsegpaddle[onnx]'") from None
+    path = staging / f"{MODEL_PREFIX}.onnx"
+    paddle2onnx.export(str(staging / f"{MODEL_PREFIX}.json"), str(staging / f"{MODEL_PREFIX}.pdiparams"), str(path))
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x.numpy()})[0]
