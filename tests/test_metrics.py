@@ -41,3 +41,25 @@ def test_absent_class_is_nan_and_not_averaged():
 def test_shape_mismatch_raises():
     with pytest.raises(ValueError, match="shape"):
         ConfusionMatrix(2).update(np.zeros((2, 2)), np.zeros((3, 2)))
+
+
+def test_evaluation_batches_only_images_of_one_size():
+    from semsegpaddle.core.evaluation import _same_size_batches
+    from semsegpaddle.core.interfaces import SegDataset
+
+    class Mixed(SegDataset):
+        num_classes, ignore_index = 2, 255
+
+        def __init__(self):
+            self.sizes = [(8, 8), (8, 8), (6, 10), (8, 8), (8, 8), (8, 8)]
+
+        def __len__(self):
+            return len(self.sizes)
+
+        def __getitem__(self, index):
+            h, w = self.sizes[index]
+            return np.zeros((h, w, 3), np.uint8), np.zeros((h, w), np.int64)
+
+    batches = list(_same_size_batches(Mixed(), list(range(6)), batch_size=2))
+    assert [len(b) for b in batches] == [2, 1, 2, 1]
+    assert all(len({image.shape for image, _ in batch}) == 1 for batch in batches)

@@ -6,11 +6,15 @@ import numpy as np
 
 
 def rescale(image: np.ndarray, label: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """Resize by ``scale``: bilinear for the image, nearest for the label."""
+    """Resize by ``scale``: bilinear for the image, nearest for the label.
+
+    INTER_NEAREST_EXACT, not INTER_NEAREST: the latter samples off the pixel centres that
+    INTER_LINEAR uses, shifting labels against the image by up to a pixel.
+    """
     h, w = label.shape
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
-    label = cv2.resize(label, size, interpolation=cv2.INTER_NEAREST)
+    label = cv2.resize(label, size, interpolation=cv2.INTER_NEAREST_EXACT)
     return image, label
 
 
