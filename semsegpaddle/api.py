@@ -74,15 +74,26 @@ def evaluate(config: dict[str, Any], weights: str | Path | None = None, split: s
     return _evaluate(model, dataset, config["eval"]["batch_size"], config["runtime"]["progress"], dist)
 
 
+def checkpoint_labels(config: dict[str, Any], weights: str | Path | None = None) -> dict[str, Any]:
+    """num_classes, class_names and palette: from the checkpoint's metadata when it has them (no
+    dataset needed on this machine), else from the config's dataset."""
+    from semsegpaddle.core.checkpoint import label_space, read_metadata
+
+    meta = read_metadata(weights or default_weights(config))
+    if "num_classes" in meta:
+        return {key: meta[key] for key in ("num_classes", "class_names", "palette")}
+    return label_space(create_dataset(config, config["dataset"]["val_split"]))
+
+
 def predict(config: dict[str, Any], inputs: Sequence[str | Path], output_dir: str | Path,
             weights: str | Path | None = None, overlay: bool = False) -> list[Path]:
     """Segment image files; write a palette PNG mask per input (and an overlay if asked)."""
     from semsegpaddle.core.prediction import predict_files
 
     setup_runtime(config)
-    dataset = create_dataset(config, config["dataset"]["val_split"])
-    model = load_model(config, weights, dataset.num_classes)
-    return predict_files(model, inputs, output_dir, dataset.palette, overlay=overlay,
+    labels = checkpoint_labels(config, weights)
+    model = load_model(config, weights, labels["num_classes"])
+    return predict_files(model, inputs, output_dir, np.asarray(labels["palette"], dtype=np.uint8), overlay=overlay,
                          progress=config["runtime"]["progress"])
 
 
@@ -91,6 +102,6 @@ def export(config: dict[str, Any], output_dir: str | Path, weights: str | Path |
     from semsegpaddle.core.export import export_model
 
     setup_runtime(config)
-    dataset = create_dataset(config, config["dataset"]["val_split"])
-    model = load_model(config, weights, dataset.num_classes)
-    return export_model(model, output_dir, dataset.class_names, dataset.palette, onnx=onnx)
+    labels = checkpoint_labels(config, weights)
+    model = load_model(config, weights, labels["num_classes"])
+    return export_model(model, output_dir, labels["class_names"], np.asarray(labels["palette"]), onnx=onnx)

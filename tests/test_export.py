@@ -80,3 +80,31 @@ def test_onnx_without_its_packages_names_the_extra(trained, tmp_path, monkeypatc
     result = CliRunner().invoke(cli, ["export", *trained, "--output", str(tmp_path / "e"), "--onnx"])
     assert result.exit_code == 1 and "pip install 'semsegpaddle[onnx]'" in result.output
     assert not (tmp_path / "e").exists()
+
+
+def test_predict_and_export_need_no_dataset_on_disk(trained, tmp_path, monkeypatch):
+    """The checkpoint records classes and palette, so a machine without the data can still serve."""
+    from PIL import Image
+
+    import semsegpaddle.api as api
+    from semsegpaddle.core.checkpoint import read_metadata
+    from semsegpaddle.core.interfaces import default_palette
+
+    def no_data(*args, **kwargs):
+        raise DataError("the dataset is not on this machine")
+
+    from semsegpaddle.core.errors import DataError
+
+    monkeypatch.setattr(api, "create_dataset", no_data)
+    meta = read_metadata(tmp_path / "run" / "model_best.safetensors")
+    assert meta["class_names"] == ["background", "bright", "dark"] and meta["num_classes"] == 3
+    image = tmp_path / "in.png"
+    Image.fromarray(np.full((20, 24, 3), 30, np.uint8)).save(image)
+    result = CliRunner().invoke(cli, ["predict", str(image), "--output", str(tmp_path / "pred"),
+                                      *[f"--config={a}" for a in trained]])
+    assert result.exit_code == 0, result.output
+    palette = np.array(Image.open(tmp_path / "pred" / "in.png").getpalette()[:9]).reshape(3, 3)
+    assert (palette == default_palette(3)).all()
+    result = CliRunner().invoke(cli, ["export", *trained, "--output", str(tmp_path / "exp")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "exp" / "export_info.json").read_text())["class_names"][2] == "dark"

@@ -31,6 +31,13 @@ def save_weights(model: paddle.nn.Layer, path: str | Path, config: dict[str, Any
         save_file(state, str(tmp), metadata=metadata)
 
 
+def label_space(dataset: Any) -> dict[str, Any]:
+    """What a checkpoint records of its dataset, so prediction and export need no dataset on disk."""
+    return {"num_classes": int(dataset.num_classes),
+            "class_names": list(dataset.class_names) or [str(i) for i in range(dataset.num_classes)],
+            "palette": np.asarray(dataset.palette).astype(int).tolist()}
+
+
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """The metadata of a weights file written by :func:`save_weights` (JSON values decoded)."""
     path = Path(path)

@@ -12,7 +12,7 @@ import paddle
 from tqdm import tqdm
 
 from semsegpaddle.core.atomic import write_text_atomic
-from semsegpaddle.core.checkpoint import (load_train_state, load_weights, restore_optimizer_state,
+from semsegpaddle.core.checkpoint import (label_space, load_train_state, load_weights, restore_optimizer_state,
                                           save_train_state, save_weights)
 from semsegpaddle.core.data import create_dataset, train_loader
 from semsegpaddle.core.errors import SemsegError
@@ -103,6 +103,7 @@ def train(config: dict[str, Any], *, resume: bool = False, overwrite: bool = Fal
         write_text_atomic(out / "config.yaml", config.to_yaml() if hasattr(config, "to_yaml") else json.dumps(config))
     net = paddle.DataParallel(model) if dist.world_size > 1 else model
 
+    label_info = label_space(train_set)
     result = TrainResult(out, start)
     show = runtime["progress"] and dist.is_main
     loader = train_loader(train_set, config, start, dist.rank, dist.world_size)
@@ -139,10 +140,10 @@ def train(config: dict[str, Any], *, resume: bool = False, overwrite: bool = Fal
                 _append_log(out / "eval_log.jsonl", {"step": step, **metrics.to_json()})
                 if metrics.miou > best:
                     best = metrics.miou
-                    save_weights(model, out / BEST, config, step=step, miou=metrics.miou)
+                    save_weights(model, out / BEST, config, step=step, miou=metrics.miou, **label_info)
         save_now = evaluate_now or (train_cfg["save_interval"] and step % train_cfg["save_interval"] == 0)
         if save_now and dist.is_main:
-            save_weights(model, out / LAST, config, step=step)
+            save_weights(model, out / LAST, config, step=step, **label_info)
             save_train_state(out / STATE, step, optimizer, scheduler, model, {"best_miou": best})
     bar.close()
     result.best_miou = best
