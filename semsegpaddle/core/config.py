@@ -298,7 +298,7 @@ def build_component(config: dict[str, Any], dotted: str, kind: str, *args: Any, 
     """
     from semsegpaddle.core.plugins import get_registry
 
-    section = config[dotted] if "." not in dotted else Config.select(config, dotted)  # type: ignore[arg-type]
+    section = Config.select(config, dotted)  # type: ignore[arg-type]  # works on any nested mapping
     component = get_registry(kind).get(section["name"])
     try:
         return component.factory(*args, **component_options(section, extra))

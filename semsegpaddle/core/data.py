@@ -73,11 +73,13 @@ class StepBatches(paddle.io.Sampler):
         """The (index, draw) pairs of this rank at ``step``."""
         per_step = self.batch_size * self.world_size
         first = step * per_step + self.rank * self.batch_size
+        orders: dict[int, np.ndarray] = {}  # a batch spans at most a few epochs: one permutation each
         out = []
         for position in range(first, first + self.batch_size):
             epoch, offset = divmod(position, self.num_samples)
-            order = np.random.default_rng([self.seed, epoch]).permutation(self.num_samples)
-            out.append((int(order[offset]), position))
+            if epoch not in orders:
+                orders[epoch] = np.random.default_rng([self.seed, epoch]).permutation(self.num_samples)
+            out.append((int(orders[epoch][offset]), position))
         return out
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:

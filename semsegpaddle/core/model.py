@@ -64,12 +64,15 @@ class SegmentationModel(nn.Layer):
         return [resize_to(o, size) for o in outputs]
 
 
-def create_backbone(name: str, **options: Any) -> Backbone:
-    """Build a registered backbone by name; options left out take their defaults."""
-    backbone = get_registry("backbone").get(name).factory(**options)
+def _checked_backbone(backbone: Any, name: str) -> Backbone:
     if not isinstance(getattr(backbone, "feature_info", None), FeatureInfo):
         raise TypeError(f"backbone '{name}' did not declare a FeatureInfo")
     return backbone
+
+
+def create_backbone(name: str, **options: Any) -> Backbone:
+    """Build a registered backbone by name; options left out take their defaults."""
+    return _checked_backbone(get_registry("backbone").get(name).factory(**options), name)
 
 
 def create_model(config: dict[str, Any], num_classes: int) -> SegmentationModel:
@@ -77,9 +80,8 @@ def create_model(config: dict[str, Any], num_classes: int) -> SegmentationModel:
     model_cfg = config["model"]
     backbone_cfg = model_cfg["backbone"]
     backbone_extra = SCHEMA["model"]["backbone"].extra
-    backbone = build_component(config, "model.backbone", "backbone", extra=backbone_extra)
-    if not isinstance(getattr(backbone, "feature_info", None), FeatureInfo):
-        raise TypeError(f"backbone '{backbone_cfg['name']}' did not declare a FeatureInfo")
+    backbone = _checked_backbone(build_component(config, "model.backbone", "backbone", extra=backbone_extra),
+                                 backbone_cfg["name"])
     if backbone_cfg.get("pretrained"):
         from semsegpaddle.core.weights import load_backbone_pretrained
 
