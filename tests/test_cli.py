@@ -90,7 +90,7 @@ def test_train_eval_predict_through_the_cli(runner, tmp_path, tiny_plugins):
     result = runner.invoke(cli, ["train", *args])
     assert result.exit_code == 0, result.output
     assert "mIoU" in result.output
-    for name in ("model_last.safetensors", "model_best.safetensors", "train_state.pdstate",
+    for name in ("model_last.safetensors", "model_best.safetensors",
                  "metrics.json", "config.yaml", "train_log.jsonl"):
         assert (out / name).is_file(), name
 

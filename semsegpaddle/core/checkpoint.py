@@ -1,7 +1,16 @@
-"""Checkpoints: model weights in safetensors (with the config in the metadata) and training state.
+"""Checkpoints: one safetensors file per checkpoint, holding everything a resume needs.
 
-Every file is written atomically (temporary file + rename), so a crash never leaves a torn file
-and never destroys the previous checkpoint.
+A training checkpoint (``model_last.safetensors``) holds the model's state dict, the optimizer's
+accumulators (tensor names prefixed ``optimizer/``) and, in the metadata, the step, the scheduler
+state, the config and the label space. Being one file written atomically (temporary file, fsync,
+rename), it is always a consistent unit: a kill at any moment leaves either the previous
+checkpoint or the new one, never weights of one step beside optimizer state of another.
+
+Weights-only files (``model_best.safetensors``) have the same layout without ``optimizer/``
+tensors. Non-finite weights are never written and never loaded.
+
+The metadata is one JSON document (sorted keys) under a single key, so identical runs write
+byte-identical files (safetensors stores several metadata keys in a random order).
 """
 from __future__ import annotations
 
@@ -18,17 +27,63 @@ from semsegpaddle.core.atomic import atomic_path
 from semsegpaddle.core.errors import SemsegError
 
 FORMAT = "semsegpaddle-model"
+META_KEY = "semsegpaddle"
+OPTIMIZER_PREFIX = "optimizer/"
+
+
+class NonFiniteWeightsError(SemsegError):
+    """Weights holding NaN or Inf: never written, never loaded."""
+
+
+def _non_finite(state: dict[str, np.ndarray]) -> list[str]:
+    return [k for k, v in state.items() if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all()]
+
+
+def _model_arrays(model: paddle.nn.Layer) -> dict[str, np.ndarray]:
+    return {k: np.ascontiguousarray(v.numpy()) for k, v in model.state_dict().items()}
+
+
+def save_checkpoint(path: str | Path, model: paddle.nn.Layer, config: dict[str, Any] | None = None, *,
+                    optimizer: Any = None, scheduler: Any = None, **meta: Any) -> None:
+    """Write the model (and, if given, optimizer and scheduler state) to one safetensors file.
+
+    ``config`` and ``meta`` (JSON-serialisable) go into the metadata. Raises
+    :class:`NonFiniteWeightsError` and writes nothing if a weight is NaN or Inf.
+    """
+    state = _model_arrays(model)
+    bad = _non_finite(state)
+    if bad:
+        raise NonFiniteWeightsError(
+            f"weights became NaN/Inf in {len(bad)} tensors (e.g. {bad[0]}) at step {meta.get('step', '?')}; "
+            f"not saved, so {Path(path).name} keeps the last finite weights; lower train.lr")
+    document: dict[str, Any] = {"format": FORMAT, **meta}
+    if config is not None:
+        document["config"] = config
+    if optimizer is not None:
+        accumulators, scheduler_in_optimizer = portable_optimizer_state(optimizer, model)
+        state.update({OPTIMIZER_PREFIX + k: v for k, v in accumulators.items()})
+        document["optimizer_extra"] = scheduler_in_optimizer
+        document["optimizer_type"] = type(optimizer).__name__
+        document["trainable"] = _trainable(model)
+    if scheduler is not None:
+        document["scheduler"] = scheduler.state_dict()
+    metadata = {META_KEY: json.dumps(document, sort_keys=True, default=_json_default)}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=metadata)
 
 
 def save_weights(model: paddle.nn.Layer, path: str | Path, config: dict[str, Any] | None = None,
                  **meta: Any) -> None:
-    """Save the model's state dict as .safetensors; ``config`` and ``meta`` go into the metadata."""
-    state = {k: np.ascontiguousarray(v.numpy()) for k, v in model.state_dict().items()}
-    metadata = {"format": FORMAT, **{k: json.dumps(v) for k, v in meta.items()}}
-    if config is not None:
-        metadata["config"] = json.dumps(config)
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata=metadata)
+    """Save the model's weights only (no training state); ``config`` and ``meta`` go into the metadata."""
+    save_checkpoint(path, model, config, **meta)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.generic,)):
+        return value.item()
+    if isinstance(value, paddle.Tensor):
+        return value.numpy().tolist()
+    raise TypeError(f"cannot store {type(value).__name__} in checkpoint metadata")
 
 
 def label_space(dataset: Any) -> dict[str, Any]:
@@ -39,24 +94,47 @@ def label_space(dataset: Any) -> dict[str, Any]:
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The metadata of a weights file written by :func:`save_weights` (JSON values decoded)."""
+    """The metadata of a checkpoint written by :func:`save_checkpoint` (JSON values decoded).
+
+    Files of the earlier layout (one JSON value per metadata key) are read as well.
+    """
     path = Path(path)
     if not path.is_file():
         raise SemsegError(f"checkpoint not found: {path}")
     try:
         with safe_open(str(path), framework="numpy") as handle:
             raw = handle.metadata() or {}
+        if META_KEY in raw:
+            return json.loads(raw[META_KEY])
+        return {k: (v if k == "format" else json.loads(v)) for k, v in raw.items()}
     except Exception as exc:
-        raise SemsegError(f"{path}: not a safetensors checkpoint ({exc})") from None
-    return {k: (v if k == "format" else json.loads(v)) for k, v in raw.items()}
+        raise SemsegError(f"{path}: not a semsegpaddle safetensors checkpoint ({exc})") from None
+
+
+def read_tensors(path: str | Path) -> dict[str, np.ndarray]:
+    """Every tensor of a checkpoint, with a one-line error for unreadable files."""
+    try:
+        return load_file(str(path))
+    except Exception as exc:
+        raise SemsegError(f"{path}: cannot read the checkpoint's tensors ({exc})") from None
+
+
+def model_tensors(path: str | Path) -> dict[str, np.ndarray]:
+    """The model's tensors of a checkpoint (training state left out), refusing NaN/Inf weights."""
+    read_metadata(path)  # clear error for missing / non-safetensors files
+    state = {k: v for k, v in read_tensors(path).items() if not k.startswith(OPTIMIZER_PREFIX)}
+    bad = _non_finite(state)
+    if bad:
+        raise NonFiniteWeightsError(f"{path}: {len(bad)} tensors hold NaN/Inf (e.g. {bad[0]}); "
+                                    f"these weights cannot be used")
+    return state
 
 
 def load_weights(model: paddle.nn.Layer, path: str | Path) -> None:
-    """Load a .safetensors model checkpoint strictly (every key present, every shape equal)."""
+    """Load a checkpoint's model weights strictly (every key present, every shape equal)."""
     from semsegpaddle.core.weights import load_into
 
-    read_metadata(path)  # clear error for missing / non-safetensors files
-    load_into(model, load_file(str(path)), strict=True, source=str(path))
+    load_into(model, model_tensors(path), strict=True, source=str(path))
 
 
 def _rename_accumulators(state: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
@@ -69,31 +147,51 @@ def _rename_accumulators(state: dict[str, Any], names: dict[str, str]) -> dict[s
     return out
 
 
-def portable_optimizer_state(optimizer: Any, model: paddle.nn.Layer) -> dict[str, Any]:
-    """The optimizer state keyed by structured parameter names (``backbone.conv1.weight_velocity_0``).
+def portable_optimizer_state(optimizer: Any, model: paddle.nn.Layer) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The optimizer's accumulators keyed by structured parameter names, and its non-tensor entries.
 
     Paddle keys accumulators by auto-generated names (``conv2d_22.w_0``) that depend on how many
-    layers the process built before; structured names survive a restart or a second model.
+    layers the process built before; structured names (``backbone.conv1.weight_velocity_0``)
+    survive a restart or a second model.
     """
-    return _rename_accumulators(optimizer.state_dict(), {p.name: n for n, p in model.named_parameters()})
+    renamed = _rename_accumulators(optimizer.state_dict(), {p.name: n for n, p in model.named_parameters()})
+    tensors = {k: np.ascontiguousarray(v.numpy()) for k, v in renamed.items() if isinstance(v, paddle.Tensor)}
+    others = {k: v for k, v in renamed.items() if not isinstance(v, paddle.Tensor)}
+    return tensors, others
 
 
-def restore_optimizer_state(optimizer: Any, model: paddle.nn.Layer, state: dict[str, Any]) -> None:
-    """Load a state written by :func:`portable_optimizer_state` into ``optimizer``."""
-    optimizer.set_state_dict(_rename_accumulators(state, {n: p.name for n, p in model.named_parameters()}))
+def restore_training_state(path: str | Path, model: paddle.nn.Layer, optimizer: Any, scheduler: Any) -> dict[str, Any]:
+    """Load a training checkpoint into model, optimizer and scheduler; return its metadata.
+
+    Everything is checked before anything is changed: a checkpoint without training state, or
+    whose optimizer state does not fit this optimizer (a changed ``train.optimizer``, frozen
+    stages, model), raises a one-line error and leaves the objects as they were.
+    """
+    from semsegpaddle.core.weights import load_into
+
+    meta = read_metadata(path)
+    if "scheduler" not in meta or "step" not in meta:
+        raise SemsegError(f"{path}: holds weights only, no training state to resume from")
+    hint = f"resume with the run's own settings ({Path(path).parent / 'config.yaml'}) or start a new run"
+    kind, trainable = type(optimizer).__name__, _trainable(model)
+    if meta.get("optimizer_type") != kind:
+        raise SemsegError(f"{path}: was trained with optimizer {meta.get('optimizer_type')}, this run builds {kind}; {hint}")
+    if meta.get("trainable") != trainable:
+        raise SemsegError(f"{path}: its trainable parameters differ from this run's "
+                          f"({len(meta.get('trainable', []))} vs {len(trainable)}: frozen stages or model changed); {hint}")
+    tensors = read_tensors(path)
+    saved = {k[len(OPTIMIZER_PREFIX):]: v for k, v in tensors.items() if k.startswith(OPTIMIZER_PREFIX)}
+    load_into(model, model_tensors(path), strict=True, source=str(path))
+    restored: dict[str, Any] = {k: paddle.to_tensor(v) for k, v in
+                                _rename_accumulators(saved, {n: p.name for n, p in model.named_parameters()}).items()}
+    restored.update(meta.get("optimizer_extra", {}))
+    try:
+        optimizer.set_state_dict(restored)
+        scheduler.set_state_dict(meta["scheduler"])
+    except Exception as exc:  # Paddle asserts on mismatches the checks above did not foresee
+        raise SemsegError(f"{path}: cannot restore the optimizer state ({type(exc).__name__}: {exc}); {hint}") from None
+    return meta
 
 
-def save_train_state(path: str | Path, step: int, optimizer: Any, scheduler: Any, model: paddle.nn.Layer,
-                     extra: dict[str, Any]) -> None:
-    """Save what resuming needs beyond the weights: step, optimizer and scheduler state."""
-    state = {"step": step, "optimizer": portable_optimizer_state(optimizer, model),
-             "scheduler": scheduler.state_dict(), "extra": json.dumps(extra)}
-    with atomic_path(path) as tmp:
-        paddle.save(state, str(tmp))
-
-
-def load_train_state(path: str | Path) -> dict[str, Any]:
-    """Read a training state written by :func:`save_train_state`."""
-    state = paddle.load(str(path))
-    state["extra"] = json.loads(state.get("extra", "{}"))
-    return state
+def _trainable(model: paddle.nn.Layer) -> list[str]:
+    return [n for n, p in model.named_parameters() if not p.stop_gradient]

@@ -9,6 +9,7 @@ import paddle
 from semsegpaddle.core.config import build_component
 from semsegpaddle.core.errors import DataError
 from semsegpaddle.core.interfaces import SegDataset
+from semsegpaddle.core.loader import iterate_batches
 from semsegpaddle.core.schema import SCHEMA
 from semsegpaddle.core.transforms import TrainTransform, to_model_input
 
@@ -27,6 +28,8 @@ def checked_sample(dataset: SegDataset, index: int) -> tuple[np.ndarray, np.ndar
     where = dataset.describe(index)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise DataError(f"{where}: image must be uint8 H×W×3, got {image.dtype} {image.shape}")
+    if not np.issubdtype(label.dtype, np.integer):
+        raise DataError(f"{where}: label must be an integer array (class ids), got {label.dtype}")
     if label.ndim != 2 or label.shape != image.shape[:2]:
         raise DataError(f"{where}: label must be H×W matching the image {image.shape[:2]}, got {label.shape}")
     valid = (label < dataset.num_classes) | (label == dataset.ignore_index)
@@ -37,7 +40,7 @@ def checked_sample(dataset: SegDataset, index: int) -> tuple[np.ndarray, np.ndar
     return image, label
 
 
-class TrainSamples(paddle.io.Dataset):
+class TrainSamples:
     """Augmented training samples; augmentation randomness depends only on (seed, step, slot)."""
 
     def __init__(self, dataset: SegDataset, transform: TrainTransform, seed: int) -> None:
@@ -50,13 +53,18 @@ class TrainSamples(paddle.io.Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         index, draw = key
-        image, label = checked_sample(self.dataset, index)
-        rng = np.random.default_rng([self.seed, draw])
-        image, label = self.transform(image, label, rng)
+        try:
+            image, label = checked_sample(self.dataset, index)
+            rng = np.random.default_rng([self.seed, draw])
+            image, label = self.transform(image, label, rng)
+        except DataError:
+            raise
+        except Exception as exc:  # a dataset plugin's own error: name the sample
+            raise DataError(f"{self.dataset.describe(index)}: cannot load ({type(exc).__name__}: {exc})") from None
         return to_model_input(image), np.ascontiguousarray(label, dtype=np.int64)
 
 
-class StepBatches(paddle.io.Sampler):
+class StepBatches:
     """Batches of (index, draw) for steps ``start``..``total``-1, each a pure function of the step.
 
     Epoch ``e`` visits the dataset in the permutation seeded by (seed, e); step ``s`` takes the
@@ -91,12 +99,17 @@ class StepBatches(paddle.io.Sampler):
 
 
 def train_loader(dataset: SegDataset, config: dict[str, Any], start: int, rank: int = 0,
-                 world_size: int = 1) -> paddle.io.DataLoader:
-    """A loader yielding one augmented batch per step from ``start`` to ``train.iters``."""
+                 world_size: int = 1) -> Iterator[tuple[paddle.Tensor, paddle.Tensor]]:
+    """(images, labels) tensors, one augmented batch per step from ``start`` to ``train.iters``.
+
+    A sample that fails to load stops the loop with a DataError naming it, with any number of
+    ``train.num_workers``.
+    """
     train = config["train"]
     transform = TrainTransform(train["crop_size"], train["scale_range"], train["flip"],
                                config["model"]["mean"], dataset.ignore_index)
     seed = config["runtime"]["seed"]
     sampler = StepBatches(len(dataset), train["batch_size"], seed, start, train["iters"], rank, world_size)
-    return paddle.io.DataLoader(TrainSamples(dataset, transform, seed), batch_sampler=sampler,
-                                num_workers=train["num_workers"], use_shared_memory=False)
+    batches = iterate_batches(TrainSamples(dataset, transform, seed).__getitem__, sampler, train["num_workers"])
+    for images, labels in batches:
+        yield paddle.to_tensor(images), paddle.to_tensor(labels)

@@ -1,6 +1,7 @@
-"""The training loop: SGD + poly LR, weighted CE, periodic evaluation, atomic checkpoints."""
+"""The training loop: SGD + poly LR, weighted CE, periodic evaluation, checkpoints that resume exactly."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -12,18 +13,18 @@ import paddle
 from tqdm import tqdm
 
 from semsegpaddle.core.atomic import write_text_atomic
-from semsegpaddle.core.checkpoint import (label_space, load_train_state, load_weights, restore_optimizer_state,
-                                          save_train_state, save_weights)
+from semsegpaddle.core.checkpoint import label_space, restore_training_state, save_checkpoint, save_weights
 from semsegpaddle.core.data import create_dataset, train_loader
 from semsegpaddle.core.errors import SemsegError
 from semsegpaddle.core.evaluation import evaluate
+from semsegpaddle.core.interrupt import TrainingStopped, stop_on_signals
 from semsegpaddle.core.losses import weighted_loss
 from semsegpaddle.core.metrics import Metrics
 from semsegpaddle.core.model import create_model
+from semsegpaddle.core.run_folder import BEST, EVAL_LOG, LAST, METRICS, TRAIN_LOG, RunFolder
 from semsegpaddle.core.runtime import (DistEnv, choose_device, convert_batch_norm, init_distributed,
                                        quiet_paddle, seed_everything, set_threads)
 
-LAST, BEST, STATE = "model_last.safetensors", "model_best.safetensors", "train_state.pdstate"
 
 
 @dataclass
@@ -35,6 +36,7 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)
     metrics: Metrics | None = None
     best_miou: float = float("nan")
+    already_complete: bool = False  # a resume found the run finished: nothing was done
 
 
 def setup_runtime(config: dict[str, Any]) -> tuple[DistEnv, str]:
@@ -66,87 +68,132 @@ def build_optimizer(model: paddle.nn.Layer, train: dict[str, Any]) -> tuple[Any,
     return optimizer, scheduler
 
 
-def _append_log(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
+def share_rank0_statistics(model: paddle.nn.Layer, dist: DistEnv) -> None:
+    """Give every process rank 0's non-trained tensors (BatchNorm statistics).
+
+    Data parallel averages gradients, so trained weights agree across processes, but each keeps
+    the BatchNorm statistics of its own batches. Rank 0's are the ones saved: evaluating with them
+    everywhere makes the reported metrics those of the saved model.
+    """
+    if dist.world_size <= 1:
+        return
+    import paddle.distributed as pdist
+
+    for tensor in model.state_dict().values():
+        if tensor.stop_gradient:
+            pdist.broadcast(tensor, src=0)
+
+
+def _check_folder(folder: RunFolder, resume: bool, overwrite: bool) -> None:
+    folder.check_usable()
+    if resume and overwrite:
+        raise SemsegError("--resume and --overwrite exclude each other")
+    if resume and not (folder / LAST).is_file():
+        raise SemsegError(f"cannot resume: {folder / LAST} does not exist")
+    if not resume and not overwrite and folder.holds_run():
+        raise SemsegError(f"{folder.path} already holds a training run; continue it with --resume, replace it "
+                          f"with --overwrite, or set runtime.output_dir to another folder")
 
 
 def train(config: dict[str, Any], *, resume: bool = False, overwrite: bool = False) -> TrainResult:
     """Train the model a validated config describes; evaluate and checkpoint into ``output_dir``.
 
-    A fresh run refuses a folder that already holds checkpoints unless ``overwrite`` is set, so
-    an earlier run is never replaced by accident.
+    A fresh run refuses a folder that already holds a run unless ``overwrite`` is set, and a
+    folder another process trains in. Nothing in the folder changes until the run is known to
+    start: the model, data and (on resume) the checkpoint are checked first. SIGTERM or Ctrl-C
+    stop after the current step with a checkpoint (:class:`TrainingStopped`).
     """
-    train_cfg, runtime = config["train"], config["runtime"]
-    out = Path(runtime["output_dir"])
-    if not resume and not overwrite and any((out / name).exists() for name in (LAST, BEST, STATE)):
-        raise SemsegError(f"{out} already holds a training run; continue it with --resume, replace it with "
-                          f"--overwrite, or set runtime.output_dir to another folder")
+    folder = RunFolder(config["runtime"]["output_dir"])
+    _check_folder(folder, resume, overwrite)
     dist, device = setup_runtime(config)
     train_set = create_dataset(config, config["dataset"]["train_split"])
     val_set = create_dataset(config, config["dataset"]["val_split"])
     model = create_model(config, train_set.num_classes)
     model = convert_batch_norm(model, device, dist.world_size)
-    optimizer, scheduler = build_optimizer(model, train_cfg)
+    optimizer, scheduler = build_optimizer(model, config["train"])
+    with folder.locked() if dist.is_main else contextlib.nullcontext(folder):
+        _check_folder(folder, resume, overwrite)  # again, now that no other process can write here
+        start, best = 0, -1.0
+        if resume:
+            meta = restore_training_state(folder / LAST, model, optimizer, scheduler)
+            start, best = int(meta["step"]), float(meta.get("best_miou", -1.0))
+            if start >= config["train"]["iters"]:
+                return TrainResult(folder.path, start, best_miou=best, already_complete=True)
+        if dist.is_main:
+            folder.sweep_temporaries()
+            if overwrite:
+                folder.clear()
+            if resume:
+                folder.truncate_logs(start)
+            folder.write_config(config.to_yaml() if hasattr(config, "to_yaml") else json.dumps(config))
+        return _train_loop(config, folder, dist, model, optimizer, scheduler, train_set, val_set, start, best)
 
-    start, best = 0, -1.0
-    if resume:
-        if not (out / STATE).is_file():
-            raise SemsegError(f"cannot resume: {out / STATE} does not exist")
-        load_weights(model, out / LAST)
-        state = load_train_state(out / STATE)
-        restore_optimizer_state(optimizer, model, state["optimizer"])
-        scheduler.set_state_dict(state["scheduler"])
-        start, best = state["step"], state["extra"].get("best_miou", -1.0)
-    if dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out / "config.yaml", config.to_yaml() if hasattr(config, "to_yaml") else json.dumps(config))
+
+def _train_loop(config: dict[str, Any], folder: RunFolder, dist: DistEnv, model: paddle.nn.Layer, optimizer: Any,
+                scheduler: Any, train_set: Any, val_set: Any, start: int, best: float) -> TrainResult:
+    train_cfg, runtime = config["train"], config["runtime"]
     net = paddle.DataParallel(model) if dist.world_size > 1 else model
-
     label_info = label_space(train_set)
-    result = TrainResult(out, start)
+    result = TrainResult(folder.path, start)
     show = runtime["progress"] and dist.is_main
-    loader = train_loader(train_set, config, start, dist.rank, dist.world_size)
+
+    def checkpoint(step: int) -> None:
+        if dist.is_main:
+            save_checkpoint(folder / LAST, model, config, optimizer=optimizer, scheduler=scheduler, step=step,
+                            best_miou=best, **label_info)
+
     model.train()
     bar = tqdm(total=train_cfg["iters"], initial=start, desc="train", unit="it", disable=not show,
                dynamic_ncols=True)
     tic = time.perf_counter()
-    for step, (images, labels) in enumerate(loader, start=start + 1):
-        # dropout & co. draw from a generator seeded by (seed, step): a resumed run repeats them exactly
-        paddle.seed((runtime["seed"] * 1_000_003 + step) * 64 + dist.rank)
-        outputs = net(images)
-        loss, terms = weighted_loss(outputs, labels, model.loss_weights, train_set.ignore_index)
-        loss_value = float(loss)
-        if not math.isfinite(loss_value):
-            raise SemsegError(f"loss became {loss_value} at step {step}; lower train.lr or check the labels")
-        loss.backward()
-        optimizer.step()
-        optimizer.clear_grad()
-        lr = optimizer.get_lr()
-        scheduler.step()
-        result.losses.append(loss_value)
-        result.steps = step
-        bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", refresh=False)
-        bar.update(1)
-        if dist.is_main and (step % train_cfg["log_interval"] == 0 or step == train_cfg["iters"]):
-            _append_log(out / "train_log.jsonl", {"step": step, "loss": loss_value, "terms": terms, "lr": lr,
+    step, saved_step = start, start
+    loader = train_loader(train_set, config, start, dist.rank, dist.world_size)
+    with stop_on_signals() as stop:
+        try:
+            for step, (images, labels) in enumerate(loader, start=start + 1):
+                # dropout & co. draw from a generator seeded by (seed, step): a resumed run repeats them exactly
+                paddle.seed((runtime["seed"] * 1_000_003 + step) * 64 + dist.rank)
+                outputs = net(images)
+                loss, terms = weighted_loss(outputs, labels, model.loss_weights, train_set.ignore_index)
+                loss_value = float(loss)
+                if not math.isfinite(loss_value):
+                    raise SemsegError(f"loss became {loss_value} at step {step}; lower train.lr or check the labels "
+                                      f"({folder / LAST} keeps step {saved_step})")
+                loss.backward()
+                optimizer.step()
+                optimizer.clear_grad()
+                lr = optimizer.get_lr()
+                scheduler.step()
+                result.losses.append(loss_value)
+                result.steps = step
+                bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", refresh=False)
+                bar.update(1)
+                if dist.is_main and (step % train_cfg["log_interval"] == 0 or step == train_cfg["iters"]):
+                    folder.append_log(TRAIN_LOG, {"step": step, "loss": loss_value, "terms": terms, "lr": lr,
                                                   "seconds": round(time.perf_counter() - tic, 3)})
-        evaluate_now = step == train_cfg["iters"] or (train_cfg["eval_interval"] and step % train_cfg["eval_interval"] == 0)
-        if evaluate_now:
-            metrics = evaluate(model, val_set, config["eval"]["batch_size"], show, dist)
-            result.metrics = metrics
-            if dist.is_main:
-                bar.write(f"step {step}: val mIoU {100 * metrics.miou:.2f}")
-                _append_log(out / "eval_log.jsonl", {"step": step, **metrics.to_json()})
-                if metrics.miou > best:
-                    best = metrics.miou
-                    save_weights(model, out / BEST, config, step=step, miou=metrics.miou, **label_info)
-        save_now = evaluate_now or (train_cfg["save_interval"] and step % train_cfg["save_interval"] == 0)
-        if save_now and dist.is_main:
-            save_weights(model, out / LAST, config, step=step, **label_info)
-            save_train_state(out / STATE, step, optimizer, scheduler, model, {"best_miou": best})
-    bar.close()
+                evaluate_now = step == train_cfg["iters"] or (train_cfg["eval_interval"] and step % train_cfg["eval_interval"] == 0)
+                if evaluate_now:
+                    share_rank0_statistics(model, dist)
+                    metrics = evaluate(model, val_set, config["eval"]["batch_size"], show, dist)
+                    result.metrics = metrics
+                    if dist.is_main:
+                        bar.write(f"step {step}: val mIoU {100 * metrics.miou:.2f}")
+                        folder.append_log(EVAL_LOG, {"step": step, **metrics.to_json()})
+                        if metrics.miou > best:
+                            best = metrics.miou
+                            save_weights(model, folder / BEST, config, step=step, miou=metrics.miou, **label_info)
+                if evaluate_now or (train_cfg["save_interval"] and step % train_cfg["save_interval"] == 0):
+                    checkpoint(step)
+                    saved_step = step
+                if stop.signum is not None:
+                    if saved_step != step:
+                        checkpoint(step)
+                    raise TrainingStopped(f"stopped by {stop.name} after step {step}; checkpoint saved in "
+                                          f"{folder / LAST}; continue with --resume", stop.signum)
+        finally:
+            loader.close()
+            bar.close()
     result.best_miou = best
     if dist.is_main and result.metrics is not None:
-        write_text_atomic(out / "metrics.json", json.dumps(result.metrics.to_json(), indent=2))
+        write_text_atomic(folder / METRICS, json.dumps(result.metrics.to_json(), indent=2))
     return result

@@ -1,0 +1,120 @@
+"""The run folder: what a training run writes, guarded so that it always describes exactly one run.
+
+- One training process at a time: an exclusive lock (``.lock``, released by the OS when the
+  process ends, however it ends).
+- Checkpoints are single files written atomically (see :mod:`semsegpaddle.core.checkpoint`), so
+  resuming always finds a consistent one; temporaries of a killed writer are swept away.
+- Logs hold the records of one run: ``--overwrite`` removes the earlier run's files, and a
+  resume drops the records of steps after its checkpoint before replaying them.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+from semsegpaddle.core.atomic import write_text_atomic
+from semsegpaddle.core.errors import SemsegError
+
+LAST = "model_last.safetensors"
+BEST = "model_best.safetensors"
+CONFIG = "config.yaml"
+TRAIN_LOG = "train_log.jsonl"
+EVAL_LOG = "eval_log.jsonl"
+METRICS = "metrics.json"
+LOCK = ".lock"
+#: files a run writes; ``--overwrite`` removes exactly these (and nothing else of the folder)
+RUN_FILES = (LAST, BEST, CONFIG, TRAIN_LOG, EVAL_LOG, METRICS, "eval_metrics.json", "train_state.pdstate")
+
+
+class RunFolder:
+    """The folder ``runtime.output_dir`` of one training run."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._lock_handle: Any = None
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    def check_usable(self) -> None:
+        """A one-line error if the path exists but is not a folder."""
+        if self.path.exists() and not self.path.is_dir():
+            raise SemsegError(f"runtime.output_dir {self.path} is a file, not a folder; choose another output_dir")
+
+    def holds_run(self) -> bool:
+        """True if a training run already wrote checkpoints here."""
+        return any((self.path / name).exists() for name in (LAST, BEST, "train_state.pdstate"))
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator["RunFolder"]:
+        """Hold the folder's exclusive lock (creating the folder); a second holder is refused."""
+        self.check_usable()
+        self.path.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path / LOCK, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            handle.seek(0)
+            owner = handle.read().strip() or "?"
+            handle.close()
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise SemsegError(f"{self.path} is in use by another training process (pid {owner}); "
+                                  f"wait for it or choose another runtime.output_dir") from None
+            raise
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._lock_handle = handle
+        try:
+            yield self
+        finally:
+            self._lock_handle = None
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+
+    def sweep_temporaries(self) -> list[Path]:
+        """Remove temporary files left by a writer that was killed before its rename."""
+        removed = []
+        for tmp in self.path.glob(".*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                removed.append(tmp)
+        return removed
+
+    def clear(self) -> None:
+        """Remove the files of the run held here (for ``--overwrite``); other files stay."""
+        for name in RUN_FILES:
+            with contextlib.suppress(FileNotFoundError):
+                (self.path / name).unlink()
+
+    def truncate_logs(self, step: int) -> None:
+        """Keep only log records of steps ≤ ``step`` (a resume replays the later ones)."""
+        for name in (TRAIN_LOG, EVAL_LOG):
+            path = self.path / name
+            if not path.exists():
+                continue
+            kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+                    if line.strip() and _step_of(line) <= step]
+            write_text_atomic(path, "".join(line + "\n" for line in kept))
+
+    def append_log(self, name: str, record: dict[str, Any]) -> None:
+        """Append one JSON record to a log (one line; a torn last line is dropped on resume)."""
+        with open(self.path / name, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def write_config(self, text: str) -> None:
+        """Write the run's resolved config."""
+        write_text_atomic(self.path / CONFIG, text)
+
+
+def _step_of(line: str) -> float:
+    try:
+        return float(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return float("inf")  # a torn or foreign line: dropped
