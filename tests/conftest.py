@@ -93,3 +93,14 @@ TINY_CONFIG = {
     "train": {"iters": 4, "batch_size": 2, "crop_size": [32, 32], "scale_range": [1.0, 1.0], "lr": 0.01},
     "runtime": {"progress": False, "threads": 2},
 }
+
+
+@pytest.fixture(scope="session")
+def plugin_site(tmp_path_factory):
+    """A folder with real pip-installed plugins: the example plugin (tiny backbone ``tiny_cnn``,
+    decoder ``simple_fcn``, dataset ``rings``) and ``flaky``, a dataset with one broken sample."""
+    from tests.packages import EXAMPLE, FLAKY_DATASET, pip_install, write_package
+
+    root = tmp_path_factory.mktemp("packages")
+    flaky = write_package(root, "semseg-flaky-data", {"plugin": FLAKY_DATASET}, {"flaky": "plugin"})
+    return pip_install(root / "site", EXAMPLE, flaky)
