@@ -58,3 +58,12 @@ def test_two_process_training_on_cpu(tmp_path):
     assert metrics["pixels"] == sum(int((val[i][1] != val.ignore_index).sum()) for i in range(4))
     assert len([line for line in (out / "train_log.jsonl").read_text().splitlines() if line]) == 1
     assert load_file(str(out / "model_last.safetensors"))
+    # each process kept BatchNorm statistics of its own batches; the metrics reported are those of
+    # the saved model (rank 0's), as a single-process evaluation of the checkpoint shows
+    again = subprocess.run([sys.executable, "-m", "semsegpaddle.cli", "eval", *args[1:], "--out", str(tmp_path / "m.json")],
+                           capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    single = json.loads((tmp_path / "m.json").read_text())
+    assert single["pixels"] == metrics["pixels"]
+    assert single["mIoU"] == pytest.approx(metrics["mIoU"], abs=1e-6)
+    assert single["per_class"] == metrics["per_class"]
