@@ -15,6 +15,7 @@ byte-identical files (safetensors stores several metadata keys in a random order
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -186,8 +187,11 @@ def restore_training_state(path: str | Path, model: paddle.nn.Layer, optimizer: 
                                 _rename_accumulators(saved, {n: p.name for n, p in model.named_parameters()}).items()}
     restored.update(meta.get("optimizer_extra", {}))
     try:
-        optimizer.set_state_dict(restored)
-        scheduler.set_state_dict(meta["scheduler"])
+        with warnings.catch_warnings():
+            # LinearWarmup nests its inner schedule's state, which Paddle then calls "unused values"
+            warnings.filterwarnings("ignore", message="There are some unused values in state_dict")
+            optimizer.set_state_dict(restored)
+            scheduler.set_state_dict(meta["scheduler"])
     except Exception as exc:  # Paddle asserts on mismatches the checks above did not foresee
         raise SemsegError(f"{path}: cannot restore the optimizer state ({type(exc).__name__}: {exc}); {hint}") from None
     return meta
