@@ -42,7 +42,12 @@ setup(
             "hrnet = semsegpaddle.plugins.backbones.hrnet",
             "efficientnet = semsegpaddle.plugins.backbones.efficientnet",
             "deeplabv3 = semsegpaddle.plugins.decoders.deeplab",
+            "deeplabv3p = semsegpaddle.plugins.decoders.deeplabv3p",
+            "pspnet = semsegpaddle.plugins.decoders.pspnet",
+            "glore = semsegpaddle.plugins.decoders.glore",
+            "ginet = semsegpaddle.plugins.decoders.ginet",
             "synthetic = semsegpaddle.plugins.datasets.synthetic",
+            "losses = semsegpaddle.plugins.losses.standard",
         ],
     },
 )

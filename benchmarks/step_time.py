@@ -13,7 +13,7 @@ import paddle
 
 import semsegpaddle as ss
 from semsegpaddle.core.engine import build_optimizer, setup_runtime
-from semsegpaddle.core.losses import weighted_loss
+from semsegpaddle.core.losses import create_loss
 
 
 def main() -> None:
@@ -28,13 +28,14 @@ def main() -> None:
     setup_runtime(config)
     model = ss.create_model(config, num_classes=19)
     optimizer, _ = build_optimizer(model, config["train"])
+    criterion = create_loss(config, model, 255)
     model.train()
     x = paddle.rand([parsed.batch, 3, parsed.size, parsed.size]) * 255
     y = paddle.randint(0, 19, [parsed.batch, parsed.size, parsed.size])
     times = []
     for _ in range(parsed.steps + 1):
         tic = time.perf_counter()
-        loss, _ = weighted_loss(model(x), y, model.loss_weights, 255)
+        loss, _ = criterion(model(x), y)
         loss.backward()
         optimizer.step()
         optimizer.clear_grad()

@@ -54,12 +54,58 @@ def default_weights(config: dict[str, Any]) -> Path:
     return Path(config["runtime"]["output_dir"]) / BEST
 
 
+def checkpoint_config(weights: str | Path, overrides: Iterable[str] = ()) -> Config:
+    """The config stored in a checkpoint's metadata, validated, with ``overrides`` on top.
+
+    Two keys describe the machine rather than the model and are reset: ``runtime.device`` to
+    ``auto`` (the checkpoint may come from a GPU machine) and ``model.backbone.pretrained`` to
+    null (the checkpoint holds every weight; the pretrained file need not exist here).
+    """
+    from semsegpaddle.core.checkpoint import read_metadata
+    from semsegpaddle.core.errors import SemsegError
+
+    stored = read_metadata(weights).get("config")
+    if not isinstance(stored, dict):
+        raise SemsegError(f"{weights}: the checkpoint stores no config; give the config it was trained with")
+    stored = {**stored, "runtime": {**stored.get("runtime", {}), "device": "auto"}}
+    backbone = stored.get("model", {}).get("backbone")
+    if isinstance(backbone, dict) and backbone.get("pretrained"):
+        stored["model"] = {**stored["model"], "backbone": {**backbone, "pretrained": None}}
+    return config_from_dict(stored, overrides, source=f"{weights} (stored config)")
+
+
+def resolve_config(config: str | Path | None, overrides: Iterable[str] = (),
+                   weights: str | Path | None = None) -> tuple[Config, Path]:
+    """The config and checkpoint that predict and export use.
+
+    With ``config`` (a file or packaged name): that config with ``overrides``, and ``weights`` or
+    the best checkpoint of its run folder. Without: the checkpoint ``weights`` (default: the best
+    one of the default config's ``runtime.output_dir``, after ``overrides``) and the config stored
+    in it, with ``overrides`` on top; a checkpoint alone is enough.
+    """
+    if config is not None:
+        loaded = load_config(config, overrides)
+        return loaded, Path(weights) if weights else default_weights(loaded)
+    overrides = list(overrides)
+    if weights is None:
+        weights = default_weights(load_config(None, overrides))
+    return checkpoint_config(weights, overrides), Path(weights)
+
+
 def load_model(config: dict[str, Any], weights: str | Path | None = None, num_classes: int | None = None) -> SegmentationModel:
-    """Build the config's model, load ``weights`` (default: the run's best checkpoint), eval mode."""
+    """Build the config's model, load ``weights`` (default: the run's best checkpoint), eval mode.
+
+    ``num_classes`` defaults to the checkpoint's recorded label space, else the dataset's.
+    ``model.backbone.pretrained`` is not loaded: every weight comes from the checkpoint, read by
+    :func:`semsegpaddle.core.checkpoint.load_weights` (which refuses NaN/Inf weights).
+    """
     from semsegpaddle.core.checkpoint import load_weights
 
-    model = create_model(config, num_classes)
-    load_weights(model, weights or default_weights(config))
+    weights = weights or default_weights(config)
+    if num_classes is None:
+        num_classes = checkpoint_labels(config, weights)["num_classes"]
+    model = _create_model(config, num_classes, pretrained=False)
+    load_weights(model, weights)
     model.eval()
     return model
 
@@ -87,7 +133,11 @@ def checkpoint_labels(config: dict[str, Any], weights: str | Path | None = None)
 
 def predict(config: dict[str, Any], inputs: Sequence[str | Path], output_dir: str | Path,
             weights: str | Path | None = None, overlay: bool = False) -> list[Path]:
-    """Segment image files; write a palette PNG mask per input (and an overlay if asked)."""
+    """Segment image files; write a palette PNG mask per input (and an overlay if asked).
+
+    Output names follow :func:`semsegpaddle.core.prediction.output_names`; inputs are never
+    overwritten. Unreadable images raise a DataError after the other masks were written.
+    """
     from semsegpaddle.core.prediction import predict_files
 
     setup_runtime(config)
@@ -97,11 +147,16 @@ def predict(config: dict[str, Any], inputs: Sequence[str | Path], output_dir: st
                          progress=config["runtime"]["progress"])
 
 
-def export(config: dict[str, Any], output_dir: str | Path, weights: str | Path | None = None, onnx: bool = False):
-    """Export the checkpoint for Paddle Inference (and ONNX), any input size, verified at two sizes."""
+def export(config: dict[str, Any], output_dir: str | Path, weights: str | Path | None = None, onnx: bool = False,
+           verbose: bool = False):
+    """Export the checkpoint for Paddle Inference (and ONNX), any input size, verified at two sizes.
+
+    Paddle's and paddle2onnx's console output is dropped unless ``verbose``.
+    """
     from semsegpaddle.core.export import export_model
 
     setup_runtime(config)
     labels = checkpoint_labels(config, weights)
     model = load_model(config, weights, labels["num_classes"])
-    return export_model(model, output_dir, labels["class_names"], np.asarray(labels["palette"]), onnx=onnx)
+    return export_model(model, output_dir, labels["class_names"], np.asarray(labels["palette"]), onnx=onnx,
+                        verbose=verbose)

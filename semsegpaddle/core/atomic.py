@@ -1,18 +1,49 @@
-"""Write files atomically: into a temporary file beside the target, then rename over it."""
+"""Write files atomically: into a temporary file beside the target, then rename over it.
+
+Temporary files and folders from :mod:`tempfile` are private (0600 / 0700); what we publish gets
+the mode a plain ``open()`` / ``mkdir()`` would give under the process umask (0644 / 0755 under
+umask 022), or keeps the mode of the file or folder it replaces, as ``open(path, "w")`` does.
+"""
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
+import threading
 from pathlib import Path
 from typing import Iterator
+
+_umask_lock = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the system allows (Linux /proc)."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    with _umask_lock:  # elsewhere the only way to read it is to set it and put it back
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def published_mode(destination: str | os.PathLike[str], directory: bool = False) -> int:
+    """The permission bits ``destination`` should get: its current ones if it exists, else the
+    ones ``open()`` (0666) or ``mkdir()`` (0777) would give under the umask."""
+    with contextlib.suppress(FileNotFoundError):
+        return stat.S_IMODE(os.stat(destination).st_mode)
+    return (0o777 if directory else 0o666) & ~current_umask()
 
 
 @contextlib.contextmanager
 def atomic_path(destination: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces ``destination`` in one rename.
 
-    On any error the temporary file is removed and ``destination`` is left as it was.
+    The file published has the mode of :func:`published_mode`. On any error the temporary file is
+    removed and ``destination`` is left as it was.
     """
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -20,11 +51,34 @@ def atomic_path(destination: str | os.PathLike[str]) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        # after writing: a writer may have replaced the temporary file with one of its own
+        os.chmod(tmp, published_mode(destination))
+        _fsync(tmp)  # the data reaches the disk before the name points at it (power loss)
         os.replace(tmp, destination)
+        _fsync(destination.parent, directory=True)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _fsync(path: str | os.PathLike[str], directory: bool = False) -> None:
+    with contextlib.suppress(OSError):  # some file systems refuse fsync on folders
+        fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def staging_dir(destination: str | os.PathLike[str]) -> Path:
+    """A new empty folder beside ``destination`` to fill and later rename onto it, with the mode
+    of :func:`published_mode` (``tempfile.mkdtemp`` alone would make it 0700)."""
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+    os.chmod(staging, published_mode(destination, directory=True))
+    return staging
 
 
 def write_text_atomic(destination: str | os.PathLike[str], text: str) -> None:

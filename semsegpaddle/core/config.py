@@ -7,11 +7,19 @@
   would not fit the new one.
 - Overrides ``a.b=value`` (value parsed as YAML) apply last, with the same rule.
 - Validation checks every key against the engine schema and the chosen components' declared
-  options, and fills in defaults. Errors name the file, the key and the closest valid key.
+  options, fills in defaults and requires the options a component declares without a default.
+  Errors name the file, the key and the closest valid key.
+- Path options (annotated ``pathlib.Path``, and ``model.backbone.pretrained``) that are relative
+  resolve against the folder of the config file that set them (the current folder for the command
+  line and defaults) and reach the factory as absolute ``str`` paths.
+- YAML is read with safe_load semantics, except that ``1e-3`` is a float (YAML 1.1 reads it as a
+  string) and a key given twice in one mapping is an error. Floats must be finite.
 """
 from __future__ import annotations
 
 import copy
+import inspect
+import os
 import re
 import typing
 from pathlib import Path
@@ -20,8 +28,8 @@ from typing import Any, Iterable
 import yaml
 
 from semsegpaddle.core.errors import ConfigError, SemsegError, did_you_mean
-from semsegpaddle.core.schema import SCHEMA, ComponentSection, Key, schema_defaults
-from semsegpaddle.core.typecheck import type_matches, type_name
+from semsegpaddle.core.schema import SCHEMA, ComponentList, ComponentSection, Key, schema_defaults
+from semsegpaddle.core.typecheck import first_non_finite, is_path_annotation, type_matches, type_name
 
 PACKAGED_DIR = Path(__file__).parent / "configs"
 COMMAND_LINE = "command line"
@@ -48,7 +56,7 @@ class Config(dict):
         """The value at ``a.b.c``."""
         node: Any = self
         for part in dotted.split("."):
-            node = node[part]
+            node = node[int(part)] if isinstance(node, list) else node[part]
         return node
 
     def to_yaml(self) -> str:
@@ -65,34 +73,80 @@ def _plain(node: Any) -> Any:
 
 
 def packaged_configs() -> list[str]:
-    """Names of the configs shipped with the package."""
-    return sorted(p.stem for p in PACKAGED_DIR.glob("*.yaml"))
+    """Names of the packaged configs: semsegpaddle's own and those plugins register."""
+    from semsegpaddle.core.plugins import load_plugins
+
+    return load_plugins().configs.names()
 
 
 def resolve_config_path(name_or_path: str | Path, relative_to: Path | None = None) -> Path:
     """A config file from a path (relative to ``relative_to`` if given) or a packaged config name."""
+    from semsegpaddle.core.plugins import load_plugins
+
     text = str(name_or_path)
-    candidates = []
-    if relative_to is not None:
-        candidates.append(relative_to / text)
-    candidates.append(Path(text))
-    candidates.append(PACKAGED_DIR / (text if text.endswith((".yaml", ".yml")) else f"{text}.yaml"))
-    for candidate in candidates:
+    candidates = [relative_to / text] if relative_to is not None else []
+    for candidate in [*candidates, Path(text)]:
         if candidate.is_file():
             return candidate
+    packaged = load_plugins().configs
+    entry = packaged.find(text)
+    if entry is not None:
+        return entry.path
     raise ConfigError(
-        f"config '{text}' is neither a file nor a packaged config{did_you_mean(Path(text).stem, packaged_configs())}; "
-        f"packaged: {', '.join(packaged_configs())}"
+        f"config '{text}' is neither a file nor a packaged config{did_you_mean(Path(text).stem, packaged.names())}; "
+        f"packaged: {', '.join(packaged.names())}"
     )
+
+
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A key given twice in one YAML mapping (plain YAML would silently keep the last)."""
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (safe_load semantics) that reads ``1e-3``, ``5E4``, ``1.0e3`` as floats and
+    refuses a key given twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        """Build the mapping after checking its keys are unique (``<<`` merge keys excepted)."""
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[tuple[str, str], int] = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = (key_node.tag, key_node.value)
+                if key in seen:
+                    raise DuplicateKeyError(None, None, f"key '{key_node.value}' is given twice in one mapping "
+                                            f"(first on line {seen[key]})", key_node.start_mark)
+                seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+# copy the class-level table so adding a resolver does not change yaml.SafeLoader itself
+ConfigLoader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text with :class:`ConfigLoader`."""
+    return yaml.load(text, Loader=ConfigLoader)  # noqa: S506  # ConfigLoader is a SafeLoader
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_bytes().decode("utf-8-sig"))
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"{path} line {exc.problem_mark.line + 1}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                          f"save the file as UTF-8") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
     if data is None:
@@ -172,7 +226,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not sep or not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override '{text}' must look like key.sub=value")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw) if raw.strip() else ""
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"{COMMAND_LINE}: override '{text}': {exc.problem}") from None
     except yaml.YAMLError:
         value = raw
     return key, value
@@ -235,14 +291,42 @@ def _validate_node(node: Any, schema: dict[str, Any], prefix: str, out: dict[str
             _check_value(config, dotted, value, spec.type)
             if spec.check is not None and value is not None and not spec.check(value):
                 _fail(config, dotted, f"'{dotted}' expects {spec.expect}, got {value!r}")
-            out[key] = copy.deepcopy(value)
+            out[key] = _resolve_path(config, dotted, value) if is_path_annotation(spec.type) else copy.deepcopy(value)
         elif isinstance(spec, ComponentSection):
             out[key] = _validate_component(config, dotted, value, spec)
+        elif isinstance(spec, ComponentList):
+            out[key] = _validate_component_list(config, dotted, value, spec)
         else:
             _validate_node(value, spec, dotted + ".", out[key], config)
-    for key, spec in schema.items():
-        if isinstance(spec, ComponentSection) and key not in node:
+    for key, spec in schema.items():  # absent sections still get their components' defaults
+        if key in node:
+            continue
+        if isinstance(spec, ComponentSection):
             out[key] = _validate_component(config, f"{prefix}{key}", {}, spec)
+        elif isinstance(spec, ComponentList):
+            out[key] = _validate_component_list(config, f"{prefix}{key}", list(spec.default), spec)
+        elif isinstance(spec, dict):
+            _validate_node({}, spec, f"{prefix}{key}.", out[key], config)
+
+
+def _validate_component_list(config: Config, dotted: str, value: Any, spec: ComponentList) -> list[dict[str, Any]]:
+    if value is None:
+        value = []
+    if isinstance(value, (dict, str)):  # one component given without the list brackets
+        value = [value]
+    if not isinstance(value, list):
+        _fail(config, dotted, f"'{dotted}' must be a list of {{name: ..., ...}} {spec.kind} sections, "
+                              f"got {type(value).__name__} {value!r}")
+    section = ComponentSection(spec.kind, "", spec.extra)
+    out = []
+    for index, item in enumerate(value):
+        if isinstance(item, str):  # a bare name
+            item = {"name": item}
+        if not isinstance(item, dict) or "name" not in item:
+            _fail(config, dotted, f"'{dotted}[{index}]' must be a {spec.kind} name or a mapping with a 'name', "
+                                  f"got {item!r}")
+        out.append(_validate_component(config, f"{dotted}.{index}", item, section))
+    return out
 
 
 def _check_value(config: Config, dotted: str, value: Any, annotation: Any) -> None:
@@ -250,6 +334,20 @@ def _check_value(config: Config, dotted: str, value: Any, annotation: Any) -> No
         choices = [str(a) for a in typing.get_args(annotation)] if typing.get_origin(annotation) is typing.Literal else []
         hint = did_you_mean(value, choices) if isinstance(value, str) else ""
         _fail(config, dotted, f"'{dotted}' expects {type_name(annotation)}, got {type(value).__name__} {value!r}{hint}")
+    typed = annotation not in (inspect.Parameter.empty, Any) and not isinstance(annotation, str)
+    bad = first_non_finite(value) if typed else None
+    if bad is not None:
+        _fail(config, dotted, f"'{dotted}' expects finite numbers, got {bad} (.inf and .nan are not allowed)")
+
+
+def _resolve_path(config: Config, dotted: str, value: Any) -> Any:
+    """An absolute str path: relative to the folder of the file that set ``dotted``, else to the
+    current folder (command line, defaults, Python dicts)."""
+    if not isinstance(value, (str, os.PathLike)):
+        return value
+    source = config.source_of(dotted)
+    base = Path(source).parent if os.path.isabs(source) else Path.cwd()
+    return os.path.abspath(base / Path(value).expanduser())
 
 
 def _validate_component(config: Config, dotted: str, section: Any, spec: ComponentSection) -> dict[str, Any]:
@@ -281,6 +379,16 @@ def _validate_component(config: Config, dotted: str, section: Any, spec: Compone
             _fail(config, key_path, f"unknown key '{key_path}': {spec.kind} '{name}' has no option '{key}'"
                                     f"{did_you_mean(key, valid)}; valid: {', '.join(valid)}")
         resolved[key] = copy.deepcopy(value)
+    missing = [o for o in component.options if o.required and o.name not in resolved]
+    if missing:
+        option = missing[0]
+        _fail(config, f"{dotted}.name", f"{dotted}.{option.name} is required by {spec.kind} '{name}' "
+                                        f"({option.description}); set it in the config or as "
+                                        f"{dotted}.{option.name}=...")
+    paths = {k for k, v in spec.extra.items() if is_path_annotation(v.type)}
+    paths |= {o.name for o in component.options if is_path_annotation(o.annotation)}
+    for key in paths & set(resolved):
+        resolved[key] = _resolve_path(config, f"{dotted}.{key}", resolved[key])
     return resolved
 
 
@@ -293,8 +401,11 @@ def component_options(section: dict[str, Any], spec_extra: Iterable[str] = ()) -
 def build_component(config: dict[str, Any], dotted: str, kind: str, *args: Any, extra: Iterable[str] = ()) -> Any:
     """Call the factory of the component named at ``dotted`` with its options.
 
-    A ValueError from the factory (a bad option value) becomes a ConfigError naming the file,
-    the section and the component, so the user knows which key to fix.
+    An error from the factory (ValueError for a bad option value, FileNotFoundError, OSError,
+    KeyError, TypeError, ...) becomes a ConfigError ``FILE: KEY (kind 'name'): message`` naming the
+    file, the key and the component, so the user knows what to fix; the original stays chained as
+    its cause (``semseg --debug`` shows the traceback). Errors that already speak to the user
+    (SemsegError) pass unchanged.
     """
     from semsegpaddle.core.plugins import get_registry
 
@@ -302,9 +413,27 @@ def build_component(config: dict[str, Any], dotted: str, kind: str, *args: Any, 
     component = get_registry(kind).get(section["name"])
     try:
         return component.factory(*args, **component_options(section, extra))
-    except ValueError as exc:
-        # factories name the bad option as `option=value`: point at the key that set it
-        option = next((k for k in section if re.search(rf"\b{re.escape(k)}=", str(exc))), None)
-        key = f"{dotted}.{option}" if option else dotted
+    except SemsegError:
+        raise
+    except Exception as exc:
+        key = f"{dotted}.{option}" if (option := _blamed_option(section, exc)) else dotted
         source = config.source_of(key) if isinstance(config, Config) else "config"
-        raise ConfigError(f"{source}: {key} ({kind} '{section['name']}'): {exc}") from exc
+        message = str(exc) if type(exc) is ValueError else _one_line(exc)
+        raise ConfigError(f"{source}: {key} ({kind} '{section['name']}'): {message}") from exc
+
+
+def _blamed_option(section: dict[str, Any], error: BaseException) -> str | None:
+    """The option an error is about: named as ``option=value`` (the factory convention), or the
+    path option holding the file a FileNotFoundError/OSError names."""
+    text = str(error)
+    named = next((k for k in section if re.search(rf"\b{re.escape(k)}=", text)), None)
+    if named or not isinstance(error, OSError) or error.filename is None:
+        return named
+    missing = os.path.abspath(str(error.filename))
+    paths = {k: str(v) for k, v in section.items() if isinstance(v, (str, os.PathLike)) and os.path.isabs(str(v))}
+    return next((k for k, v in paths.items() if missing == v or missing.startswith(v.rstrip(os.sep) + os.sep)), None)
+
+
+def _one_line(error: BaseException) -> str:
+    text = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

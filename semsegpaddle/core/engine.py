@@ -18,7 +18,7 @@ from semsegpaddle.core.data import create_dataset, train_loader
 from semsegpaddle.core.errors import SemsegError
 from semsegpaddle.core.evaluation import evaluate
 from semsegpaddle.core.interrupt import TrainingStopped, stop_on_signals
-from semsegpaddle.core.losses import weighted_loss
+from semsegpaddle.core.losses import create_loss
 from semsegpaddle.core.metrics import Metrics
 from semsegpaddle.core.model import create_model
 from semsegpaddle.core.run_folder import BEST, EVAL_LOG, LAST, METRICS, TRAIN_LOG, RunFolder
@@ -110,6 +110,7 @@ def train(config: dict[str, Any], *, resume: bool = False, overwrite: bool = Fal
     val_set = create_dataset(config, config["dataset"]["val_split"])
     model = create_model(config, train_set.num_classes)
     model = convert_batch_norm(model, device, dist.world_size)
+    criterion = create_loss(config, model, train_set.ignore_index)
     optimizer, scheduler = build_optimizer(model, config["train"])
     with folder.locked() if dist.is_main else contextlib.nullcontext(folder):
         _check_folder(folder, resume, overwrite)  # again, now that no other process can write here
@@ -126,10 +127,10 @@ def train(config: dict[str, Any], *, resume: bool = False, overwrite: bool = Fal
             if resume:
                 folder.truncate_logs(start)
             folder.write_config(config.to_yaml() if hasattr(config, "to_yaml") else json.dumps(config))
-        return _train_loop(config, folder, dist, model, optimizer, scheduler, train_set, val_set, start, best)
+        return _train_loop(config, folder, dist, model, criterion, optimizer, scheduler, train_set, val_set, start, best)
 
 
-def _train_loop(config: dict[str, Any], folder: RunFolder, dist: DistEnv, model: paddle.nn.Layer, optimizer: Any,
+def _train_loop(config: dict[str, Any], folder: RunFolder, dist: DistEnv, model: paddle.nn.Layer, criterion: Any, optimizer: Any,
                 scheduler: Any, train_set: Any, val_set: Any, start: int, best: float) -> TrainResult:
     train_cfg, runtime = config["train"], config["runtime"]
     net = paddle.DataParallel(model) if dist.world_size > 1 else model
@@ -154,7 +155,7 @@ def _train_loop(config: dict[str, Any], folder: RunFolder, dist: DistEnv, model:
                 # dropout & co. draw from a generator seeded by (seed, step): a resumed run repeats them exactly
                 paddle.seed((runtime["seed"] * 1_000_003 + step) * 64 + dist.rank)
                 outputs = net(images)
-                loss, terms = weighted_loss(outputs, labels, model.loss_weights, train_set.ignore_index)
+                loss, terms = criterion(outputs, labels)
                 loss_value = float(loss)
                 if not math.isfinite(loss_value):
                     raise SemsegError(f"loss became {loss_value} at step {step}; lower train.lr or check the labels "

@@ -17,7 +17,7 @@ class UnknownComponentError(SemsegError, KeyError):
 
 
 class DuplicateComponentError(SemsegError):
-    """Two plugins registered the same name for the same kind."""
+    """A plugin registered a name another plugin registered first (the first one keeps it)."""
 
 
 class ConfigError(SemsegError):
@@ -28,9 +28,33 @@ class DataError(SemsegError):
     """A dataset file or sample that is missing or malformed."""
 
 
+#: names other frameworks (mmseg, PaddleSeg, detectron2, timm, HF) use for our keys; tried before
+#: fuzzy matching, which cannot see that ``learning_rate`` means ``lr``
+SYNONYMS: dict[str, str] = {
+    "learning_rate": "lr", "base_lr": "lr", "lr0": "lr", "initial_lr": "lr",
+    "max_iters": "iters", "total_iters": "iters", "max_iter": "iters", "num_iters": "iters",
+    "iterations": "iters", "max_steps": "iters", "total_steps": "iters", "steps": "iters",
+    "batch_size_per_gpu": "batch_size", "samples_per_gpu": "batch_size", "imgs_per_gpu": "batch_size",
+    "ims_per_batch": "batch_size", "per_device_train_batch_size": "batch_size", "batch": "batch_size",
+    "workers_per_gpu": "num_workers", "workers": "num_workers",
+    "warmup_steps": "warmup_iters", "warmup_iter": "warmup_iters", "warmup": "warmup_iters",
+    "wd": "weight_decay", "decay": "weight_decay",
+    "work_dir": "output_dir", "save_dir": "output_dir", "out_dir": "output_dir", "output": "output_dir",
+    "random_seed": "seed", "manual_seed": "seed",
+    "val_interval": "eval_interval", "eval_every": "eval_interval",
+    "checkpoint_interval": "save_interval", "save_every": "save_interval", "log_every": "log_interval",
+    "crop": "crop_size", "optim": "optimizer", "opt": "optimizer",
+    "num_threads": "threads", "pretrained_weights": "pretrained", "init_weights": "pretrained",
+}
+
+
 def closest(word: str, candidates: Iterable[str]) -> str | None:
-    """Return the candidate closest to ``word`` (difflib ratio ≥ 0.5), or None."""
-    matches = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.5)
+    """Return the candidate ``word`` is a known synonym of, else the closest one (difflib ratio ≥ 0.5)."""
+    candidates = list(candidates)
+    synonym = SYNONYMS.get(word.lower()) if isinstance(word, str) else None
+    if synonym in candidates:
+        return synonym
+    matches = difflib.get_close_matches(word, candidates, n=1, cutoff=0.5)
     return matches[0] if matches else None
 
 

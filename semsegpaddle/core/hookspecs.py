@@ -70,6 +70,35 @@ def semseg_register_datasets(register: Callable[..., None]) -> None:
     """
 
 
+@hookspec
+def semseg_register_losses(register: Callable[..., None]) -> None:
+    """Contribute losses.
+
+    Called once when plugins are loaded. Call ``register(name, factory, options=..., ...)`` once per
+    loss. ``factory(ignore_index, **options)`` gets the dataset's ignore index and the options from
+    the config's loss entry, and must return a callable ``loss(output, label) -> scalar tensor``:
+    ``output`` is one of the model's training outputs (N×C×H×W logits at the label's size for
+    pixel losses) and ``label`` the N×H×W int64 labels, ignore pixels included.
+    """
+
+
+# -------------------------------------------------------------------------------------------------
+# configs
+# -------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def semseg_register_configs(register: Callable[..., None]) -> None:
+    """Ship ready-made YAML configs that users address by name.
+
+    Called once when plugins are loaded, after the component hooks. Call ``register(name, path)``
+    once per config: ``path`` is the YAML file (absolute, or relative to the directory of the
+    plugin's module), ``name`` what users type: ``semseg train NAME``, ``_base_: NAME``.
+    ``semseg config --list`` shows each name with the plugin that gave it. A name that is already
+    taken (by semsegpaddle's own configs or an earlier plugin) stays with its first owner.
+    """
+
+
 # -------------------------------------------------------------------------------------------------
 # command line
 # -------------------------------------------------------------------------------------------------

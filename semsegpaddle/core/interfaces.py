@@ -120,6 +120,9 @@ class Decoder(nn.Layer):
 
     #: loss weight of each auxiliary output, in order
     aux_weights: tuple[float, ...] = ()
+    #: per auxiliary output, the name of the registered loss that scores it, or None for the pixel
+    #: losses of the main output; an output with a named loss need not be a pixel map (not resized)
+    aux_losses: tuple[str | None, ...] = ()
 
     def forward(self, features: list[paddle.Tensor]) -> paddle.Tensor | list[paddle.Tensor]:  # pragma: no cover
         raise NotImplementedError

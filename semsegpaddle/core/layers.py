@@ -1,4 +1,4 @@
-"""Small building blocks shared by the core and by plugins (conv-BN-ReLU, resizing)."""
+"""Small building blocks shared by the core and by plugins (conv-BN-ReLU, separable, resizing)."""
 from __future__ import annotations
 
 import paddle
@@ -7,14 +7,32 @@ from paddle import nn
 
 
 class ConvBNReLU(nn.Sequential):
-    """k×k convolution (no bias) → BatchNorm → ReLU, 'same' padding for odd k with dilation."""
+    """k×k convolution → BatchNorm → ReLU, 'same' padding for odd k with dilation.
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1) -> None:
+    The convolution has no bias unless ``bias`` is set: BatchNorm cancels it. PaddleSeg's layers keep
+    one, so heads offer ``conv_bias`` to reproduce its parameter counts exactly.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1,
+                 bias: bool = False, groups: int = 1) -> None:
         padding = dilation * (kernel_size - 1) // 2
         super().__init__(
-            nn.Conv2D(in_channels, out_channels, kernel_size, padding=padding, dilation=dilation, bias_attr=False),
+            nn.Conv2D(in_channels, out_channels, kernel_size, padding=padding, dilation=dilation,
+                      groups=groups, bias_attr=None if bias else False),
             nn.BatchNorm2D(out_channels),
             nn.ReLU(),
+        )
+
+
+class SeparableConvBNReLU(nn.Sequential):
+    """Depthwise-separable k×k conv-BN-ReLU: a depthwise k×k conv-BN-ReLU (one filter per channel,
+    dilated), then a pointwise 1×1 conv-BN-ReLU — DeepLabv3+'s "atrous separable convolution"."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1,
+                 bias: bool = False) -> None:
+        super().__init__(
+            ConvBNReLU(in_channels, in_channels, kernel_size, dilation, bias=bias, groups=in_channels),
+            ConvBNReLU(in_channels, out_channels, 1, bias=bias),
         )
 
 

@@ -1,20 +1,69 @@
-"""Segmentation losses."""
+"""The training objective: registered losses applied to each model output, weighted and summed.
+
+``loss.main`` lists the losses of the main logits and ``loss.aux`` those of every auxiliary pixel
+output (the FCN auxiliary head, a decoder's pixel aux outputs); each entry is a registered loss
+with a ``weight`` and its options. An auxiliary output whose decoder names its own loss (GINet's
+semantic context) is scored by that loss alone. Each output's sum is then weighted by the
+output's weight (``model.loss_weights``: 1 for the main output, the aux weights after it).
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
 import paddle
-import paddle.nn.functional as F
+
+from semsegpaddle.core.config import build_component
+from semsegpaddle.core.plugins import get_registry
+from semsegpaddle.core.schema import SCHEMA
+
+LossFn = Callable[[paddle.Tensor, paddle.Tensor], paddle.Tensor]
 
 
-def cross_entropy(logits: paddle.Tensor, label: paddle.Tensor, ignore_index: int) -> paddle.Tensor:
-    """Pixel-wise cross-entropy averaged over non-ignored pixels (0, not NaN, if all are ignored)."""
-    per_pixel = F.cross_entropy(logits, label, axis=1, ignore_index=ignore_index, reduction="none")
-    valid = (label != ignore_index).astype(per_pixel.dtype)
-    return per_pixel.sum() / paddle.clip(valid.sum(), min=1.0)
+@dataclass
+class WeightedLoss:
+    """One configured loss: its name, weight and callable."""
+
+    name: str
+    weight: float
+    function: LossFn
 
 
-def weighted_loss(outputs: list[paddle.Tensor], label: paddle.Tensor, weights: tuple[float, ...],
-                  ignore_index: int) -> tuple[paddle.Tensor, list[float]]:
-    """Σ weight_i · CE(output_i); also returns each term's value for logging."""
-    terms = [cross_entropy(o, label, ignore_index) for o in outputs]
-    total = paddle.add_n([w * t for w, t in zip(weights, terms)])
-    return total, [float(t) for t in terms]
+def build_loss_list(config: dict[str, Any], key: str, ignore_index: int) -> list[WeightedLoss]:
+    """The losses configured at ``loss.<key>`` (``main`` or ``aux``), built for ``ignore_index``."""
+    extra = tuple(SCHEMA["loss"][key].extra)
+    return [WeightedLoss(entry["name"], float(entry["weight"]),
+                         build_component(config, f"loss.{key}.{index}", "loss", ignore_index, extra=extra))
+            for index, entry in enumerate(config["loss"][key])]
+
+
+class SegmentationLoss:
+    """Σ_outputs output_weight · Σ_losses loss_weight · loss(output, label)."""
+
+    def __init__(self, main: Sequence[WeightedLoss], aux: Sequence[WeightedLoss], output_weights: Sequence[float],
+                 output_losses: Sequence[str | None], ignore_index: int) -> None:
+        self.output_weights = tuple(output_weights)
+        self.per_output: list[list[WeightedLoss]] = [list(main)]
+        for name in output_losses[1:]:
+            if name is None:
+                self.per_output.append(list(aux))
+            else:
+                factory = get_registry("loss").get(name).factory
+                self.per_output.append([WeightedLoss(name, 1.0, factory(ignore_index))])
+
+    def __call__(self, outputs: Sequence[paddle.Tensor], label: paddle.Tensor) -> tuple[paddle.Tensor, list[float]]:
+        """The total loss and each output's (unweighted) loss value, for logging."""
+        if len(outputs) != len(self.per_output):
+            raise RuntimeError(f"the model returned {len(outputs)} outputs in training, its loss plan has "
+                               f"{len(self.per_output)} (main + declared auxiliary outputs)")
+        terms = []
+        for output, losses in zip(outputs, self.per_output):
+            terms.append(paddle.add_n([loss.weight * loss.function(output, label) for loss in losses]))
+        total = paddle.add_n([w * t for w, t in zip(self.output_weights, terms)])
+        return total, [float(t) for t in terms]
+
+
+def create_loss(config: dict[str, Any], model: Any, ignore_index: int) -> SegmentationLoss:
+    """The objective for ``model`` (its ``loss_weights`` and ``output_losses``) from the config."""
+    return SegmentationLoss(build_loss_list(config, "main", ignore_index), build_loss_list(config, "aux", ignore_index),
+                            model.loss_weights, model.output_losses, ignore_index)

@@ -1,12 +1,15 @@
 """Assemble a segmentation model from config: backbone → decoder (+ FCN auxiliary head)."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import numpy as np
 import paddle
 from paddle import nn
 
 from semsegpaddle.core.config import build_component, component_options
+from semsegpaddle.core.errors import SemsegError
 from semsegpaddle.core.interfaces import Backbone, Decoder, FeatureInfo
 from semsegpaddle.core.layers import ConvBNReLU, resize_to, spatial_size
 from semsegpaddle.core.plugins import get_registry
@@ -51,6 +54,9 @@ class SegmentationModel(nn.Layer):
                 raise ValueError(f"model.aux.level {aux_level} is out of range: the backbone has {len(info)} levels")
             self.aux_head = FCNAuxHead(info[aux_level].channels, aux_channels, num_classes)
         self.loss_weights = (1.0, *decoder.aux_weights, *((aux_weight,) if self.aux_head is not None else ()))
+        #: per training output, the registered loss that alone scores it (None: the configured pixel losses)
+        self.output_losses = (None, *_padded(tuple(decoder.aux_losses), len(decoder.aux_weights)),
+                              *((None,) if self.aux_head is not None else ()))
 
     def forward(self, images: paddle.Tensor) -> paddle.Tensor | list[paddle.Tensor]:
         size = spatial_size(images)
@@ -59,30 +65,111 @@ class SegmentationModel(nn.Layer):
         outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
         if not self.training:
             return resize_to(outputs[0], size)
+        # an auxiliary output scored by a named loss need not be a pixel map: leave it as it is
+        pixel_maps = [True, *(loss is None for loss in _padded(self.decoder.aux_losses, len(outputs) - 1))]
         if self.aux_head is not None:
             outputs.append(self.aux_head(features[self.aux_level]))
-        return [resize_to(o, size) for o in outputs]
+            pixel_maps.append(True)
+        return [resize_to(o, size) if pixel else o for o, pixel in zip(outputs, pixel_maps)]
 
 
-def _checked_backbone(backbone: Any, name: str) -> Backbone:
-    if not isinstance(getattr(backbone, "feature_info", None), FeatureInfo):
-        raise TypeError(f"backbone '{name}' did not declare a FeatureInfo")
+def _padded(values: tuple[Any, ...], length: int) -> list[Any]:
+    return list(values[:length]) + [None] * (length - len(values))
+
+
+#: side of the square dummy input the declaration check runs on (raised to fit the largest stride)
+CHECK_SIDE = 64
+
+
+def check_backbone(backbone: Any, name: str, plugin: str = "?") -> Backbone:
+    """Verify what ``backbone`` declares against one forward pass; return it unchanged.
+
+    The pass runs in eval mode without gradients on a 1×3×S×S input, S a multiple of every
+    declared stride (64 for strides up to 64); every layer's train/eval flag is restored after.
+    The output must be a list with one N×C×H×W tensor per declared level, C the declared channels
+    and H = W = ceil(S / stride). Any difference, or a forward that fails, raises a one-line
+    :class:`SemsegError` naming the backbone and the plugin that registered it.
+    """
+    where = f"backbone '{name}' (plugin '{plugin}')"
+    info = getattr(backbone, "feature_info", None)
+    if not isinstance(info, FeatureInfo):
+        raise SemsegError(f"{where}: feature_info must be a FeatureInfo declared in __init__, "
+                          f"got {type(info).__name__}")
+    side = _check_side(info.strides)
+    modes = [(layer, layer.training) for layer in backbone.sublayers(include_self=True)]
+    for layer, _ in modes:
+        layer.training = False  # the flag only: Layer.eval() would also switch Paddle's global tracer
+    try:
+        x = paddle.to_tensor(np.random.default_rng(0).uniform(-1, 1, (1, 3, side, side)).astype(np.float32))
+        with paddle.no_grad():
+            features = backbone(x)
+    except Exception as exc:
+        raise SemsegError(f"{where}: forward on a 1×3×{side}×{side} input failed: {_first_line(exc)}") from exc
+    finally:
+        for layer, training in modes:
+            layer.training = training
+    _compare(features, info, side, where)
     return backbone
 
 
+def _check_side(strides: list[int]) -> int:
+    """CHECK_SIDE, or the smallest multiple of the strides' least common multiple above it."""
+    common = math.lcm(*strides)
+    if common > 4 * CHECK_SIDE:  # unusual strides (e.g. 6 and 20): a multiple of the largest suffices
+        common = max(strides)
+    return common * max(1, math.ceil(CHECK_SIDE / common))
+
+
+def _compare(features: Any, info: FeatureInfo, side: int, where: str) -> None:
+    if not isinstance(features, (list, tuple)):
+        raise SemsegError(f"{where}: forward must return a list of {len(info)} feature maps, "
+                          f"returned {type(features).__name__}")
+    if len(features) != len(info):
+        raise SemsegError(f"{where}: declares {len(info)} feature levels, returns {len(features)}")
+    for index, (feature, level) in enumerate(zip(features, info)):
+        label = f"level {index} ('{level.name}')"
+        shape = list(getattr(feature, "shape", []) or [])
+        if not isinstance(feature, paddle.Tensor) or len(shape) != 4:
+            raise SemsegError(f"{where}: {label} must be an N×C×H×W tensor, returns "
+                              f"{type(feature).__name__} of shape {shape}")
+        if shape[1] != level.channels:
+            raise SemsegError(f"{where}: {label} declares {level.channels} channels, returns {shape[1]}")
+        expected = math.ceil(side / level.stride)
+        if shape[2:] != [expected, expected]:
+            got = f"stride {side / shape[2]:g}" if shape[2] == shape[3] and shape[2] > 0 else "a non-square map"
+            raise SemsegError(f"{where}: {label} declares stride {level.stride} ({expected}×{expected} from a "
+                              f"{side}×{side} input), returns {shape[2]}×{shape[3]} ({got})")
+
+
+def _first_line(exc: BaseException) -> str:
+    """A short account of ``exc``: Paddle's messages carry C++ stacks; keep the line that matters."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith(("---", "C++ Traceback", "Error Message Summary"))]
+    summary = next((line for line in lines if line.startswith("(")), lines[0] if lines else "")
+    text = f"{type(exc).__name__}: {summary}" if summary else type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
 def create_backbone(name: str, **options: Any) -> Backbone:
-    """Build a registered backbone by name; options left out take their defaults."""
-    return _checked_backbone(get_registry("backbone").get(name).factory(**options), name)
+    """Build a registered backbone by name (options left out take their defaults), checked once
+    against its declaration by :func:`check_backbone`."""
+    component = get_registry("backbone").get(name)
+    return check_backbone(component.factory(**options), name, component.plugin)
 
 
-def create_model(config: dict[str, Any], num_classes: int) -> SegmentationModel:
-    """Build the model described by a validated config's ``model`` section."""
+def create_model(config: dict[str, Any], num_classes: int, pretrained: bool = True) -> SegmentationModel:
+    """Build the model described by a validated config's ``model`` section.
+
+    The backbone is checked against its declaration (:func:`check_backbone`). With ``pretrained``
+    False, ``model.backbone.pretrained`` is not loaded (the caller loads a full checkpoint next).
+    """
     model_cfg = config["model"]
     backbone_cfg = model_cfg["backbone"]
     backbone_extra = SCHEMA["model"]["backbone"].extra
-    backbone = _checked_backbone(build_component(config, "model.backbone", "backbone", extra=backbone_extra),
-                                 backbone_cfg["name"])
-    if backbone_cfg.get("pretrained"):
+    component = get_registry("backbone").get(backbone_cfg["name"])
+    backbone = check_backbone(build_component(config, "model.backbone", "backbone", extra=backbone_extra),
+                              backbone_cfg["name"], component.plugin)
+    if pretrained and backbone_cfg.get("pretrained"):
         from semsegpaddle.core.weights import load_backbone_pretrained
 
         load_backbone_pretrained(backbone, backbone_cfg["name"], backbone_cfg["pretrained"],

@@ -1,16 +1,29 @@
-"""Per-kind registries of components (backbones, decoders, datasets) and their declared options."""
+"""Per-kind registries of components (backbones, decoders, datasets, losses) and their declared
+options, and the registry of packaged config files."""
 from __future__ import annotations
 
 import fnmatch
 import inspect
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from semsegpaddle.core.errors import DuplicateComponentError, UnknownComponentError, did_you_mean
 from semsegpaddle.core.typecheck import type_name
 
 _EMPTY = inspect.Parameter.empty
+NAME_PATTERN = r"[a-z][a-z0-9_\-.]*"
+
+
+class _Required:
+    """The default of an option the config must set (a factory keyword without a default)."""
+
+    def __repr__(self) -> str:
+        return "<required>"
+
+
+REQUIRED: Any = _Required()
 
 
 @dataclass(frozen=True)
@@ -26,6 +39,11 @@ class Option:
     def type_name(self) -> str:
         """The annotation as a readable string, e.g. ``int`` or ``list[int] | None``."""
         return type_name(self.annotation)
+
+    @property
+    def required(self) -> bool:
+        """True when the factory gives no default: every config must set this option."""
+        return self.default is REQUIRED
 
 
 @dataclass(frozen=True)
@@ -47,8 +65,8 @@ class Component:
         return next((o for o in self.options if o.name == name), None)
 
     def defaults(self) -> dict[str, Any]:
-        """Option name -> default value."""
-        return {o.name: o.default for o in self.options}
+        """Option name -> default value (required options have none and are left out)."""
+        return {o.name: o.default for o in self.options if not o.required}
 
 
 def declared_options(
@@ -56,9 +74,13 @@ def declared_options(
 ) -> tuple[Option, ...]:
     """Read the factory's keyword arguments and pair each with its one-line description.
 
-    Every keyword argument with a default must be described and every description must name one,
-    so the listing is complete and cannot drift from the code.
+    Every keyword argument must be described and every description must name one, so the listing
+    is complete and cannot drift from the code. A keyword without a default is a required option.
     """
+    if not callable(factory):
+        raise TypeError(f"the factory must be callable, got {type(factory).__name__}")
+    if not isinstance(descriptions, dict):
+        raise TypeError(f"options must map each keyword argument to a description, got {type(descriptions).__name__}")
     target = factory.__init__ if inspect.isclass(factory) else factory
     hints = _annotations(target)
     params = [
@@ -66,9 +88,9 @@ def declared_options(
         for p in inspect.signature(factory).parameters.values()
         if p.name not in positional and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
     ]
-    missing_default = [p.name for p in params if p.default is _EMPTY]
-    if missing_default:
-        raise TypeError(f"options without a default: {', '.join(missing_default)}")
+    positional_only = [p.name for p in params if p.kind is p.POSITIONAL_ONLY]
+    if positional_only:
+        raise TypeError(f"options must be keyword arguments; positional-only: {', '.join(positional_only)}")
     names = [p.name for p in params]
     undescribed = [n for n in names if n not in descriptions]
     unknown = [n for n in descriptions if n not in names]
@@ -78,7 +100,9 @@ def declared_options(
             f"(undescribed: {undescribed or 'none'}, not arguments: {unknown or 'none'})"
         )
     return tuple(
-        Option(p.name, p.default, hints.get(p.name, p.annotation), descriptions[p.name]) for p in params
+        Option(p.name, REQUIRED if p.default is _EMPTY else p.default, hints.get(p.name, p.annotation),
+               descriptions[p.name])
+        for p in params
     )
 
 
@@ -93,14 +117,29 @@ def _natural_key(name: str) -> list[Any]:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
+def _check_name(kind: str, name: Any) -> None:
+    if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
+        raise ValueError(f"{kind} name {name!r} must be lower case letters, digits, _ - .")
+
+
+def _who(plugin: str, distribution: str) -> str:
+    return f"plugin '{plugin}'" + ("" if distribution in ("-", "?") else f" ({distribution})")
+
+
+def _taken(kind: str, name: str, first: Any, plugin: str, distribution: str) -> DuplicateComponentError:
+    return DuplicateComponentError(
+        f"{kind} '{name}' is registered twice: {_who(first.plugin, first.distribution)} registered it first "
+        f"and keeps it; {_who(plugin, distribution)} is refused (rename one, or block one with SEMSEG_BLOCK_PLUGINS)"
+    )
+
+
 class Registry:
-    """The components of one kind (``backbone``, ``decoder`` or ``dataset``)."""
+    """The components of one kind (``backbone``, ``decoder``, ``dataset`` or ``loss``)."""
 
     def __init__(self, kind: str, positional: tuple[str, ...] = ()) -> None:
         self.kind = kind
         self.positional = positional
         self._components: dict[str, Component] = {}
-        self._conflicts: dict[str, str] = {}  # name -> the duplicate-registration message
 
     def add(
         self,
@@ -118,19 +157,12 @@ class Registry:
 
         ``options`` maps each keyword argument of the factory to a one-line description;
         ``description`` is one line about the component; ``extras`` are kind-specific (e.g. a
-        backbone's ``convert_weights``). A name registered twice raises
-        :class:`DuplicateComponentError` naming both plugins: there is no silent override.
+        backbone's ``convert_weights``). The first registration of a name keeps it: a later one
+        raises :class:`DuplicateComponentError` naming both plugins and changes nothing.
         """
-        if not re.fullmatch(r"[a-z][a-z0-9_\-.]*", name):
-            raise ValueError(f"{self.kind} name {name!r} must be lower case letters, digits, _ - .")
+        _check_name(self.kind, name)
         if name in self._components:
-            other = self._components[name]
-            self._conflicts[name] = (
-                f"{self.kind} '{name}' is registered twice: by plugin '{other.plugin}' "
-                f"({other.distribution}) and by plugin '{plugin}' ({distribution}); "
-                f"uninstall or block one of them (SEMSEG_BLOCK_PLUGINS)"
-            )
-            raise DuplicateComponentError(self._conflicts[name])
+            raise _taken(self.kind, name, self._components[name], plugin, distribution)
         doc = description or (inspect.getdoc(factory) or "").split("\n")[0]
         component = Component(
             kind=self.kind,
@@ -148,8 +180,6 @@ class Registry:
 
     def get(self, name: str) -> Component:
         """The component called ``name``; unknown names list what exists and the closest one."""
-        if name in self._conflicts:
-            raise DuplicateComponentError(self._conflicts[name])
         try:
             return self._components[name]
         except KeyError:
@@ -171,3 +201,56 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self._components)
+
+
+@dataclass(frozen=True)
+class PackagedConfig:
+    """A YAML config shipped by a plugin (or by semsegpaddle itself), addressable by name."""
+
+    name: str
+    path: Path
+    plugin: str
+    distribution: str
+    version: str
+
+
+class ConfigFiles:
+    """Packaged configs by name: the first registration of a name keeps it, as for components."""
+
+    kind = "config"
+
+    def __init__(self) -> None:
+        self._configs: dict[str, PackagedConfig] = {}
+
+    def add(self, name: str, path: str | Path, *, plugin: str = "?", distribution: str = "?",
+            version: str = "?") -> PackagedConfig:
+        """Register the YAML file ``path`` (it must exist) under ``name``."""
+        _check_name(self.kind, name)
+        if not isinstance(path, (str, Path)) or not Path(path).is_file():
+            raise FileNotFoundError(f"config '{name}': {path} is not a file")
+        if Path(path).suffix not in (".yaml", ".yml"):
+            raise ValueError(f"config '{name}': {path} is not a .yaml or .yml file")
+        if name in self._configs:
+            raise _taken(self.kind, name, self._configs[name], plugin, distribution)
+        entry = PackagedConfig(name, Path(path).resolve(), plugin, distribution, version)
+        self._configs[name] = entry
+        return entry
+
+    def find(self, name: str) -> PackagedConfig | None:
+        """The config called ``name`` (a trailing .yaml/.yml is ignored), or None."""
+        for suffix in (".yaml", ".yml"):
+            name = name[: -len(suffix)] if name.endswith(suffix) else name
+        return self._configs.get(name)
+
+    def names(self, pattern: str = "*") -> list[str]:
+        """Registered names matching the fnmatch ``pattern``, in natural order."""
+        return sorted(fnmatch.filter(self._configs, pattern), key=_natural_key)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._configs
+
+    def __iter__(self) -> Iterator[PackagedConfig]:
+        return (self._configs[n] for n in self.names())
+
+    def __len__(self) -> int:
+        return len(self._configs)

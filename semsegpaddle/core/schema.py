@@ -6,6 +6,7 @@ options that component declares; their valid keys come from the registry at vali
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Literal
 
 
@@ -50,13 +51,26 @@ class ComponentSection:
     extra: dict[str, Key]
 
 
+@dataclass(frozen=True)
+class ComponentList:
+    """A list of sections, each naming a component of ``kind`` (e.g. the losses of one output);
+    ``extra`` are engine keys allowed beside each component's options."""
+
+    kind: str
+    default: tuple[str, ...]
+    extra: dict[str, Key]
+    description: str = ""
+
+
+LOSS_WEIGHT = {"weight": Key(float, 1.0, "weight of this loss in the sum", check=_non_negative, expect="a number ≥ 0")}
+
 IMAGENET_MEAN = [123.675, 116.28, 103.53]
 IMAGENET_STD = [58.395, 57.12, 57.375]
 
 SCHEMA: dict[str, Any] = {
     "model": {
         "backbone": ComponentSection("backbone", "resnet", {
-            "pretrained": Key(str | None, None, "weights file for the backbone (converted with semseg convert-weights, or a timm/torchvision checkpoint)"),
+            "pretrained": Key(Path | None, None, "weights file for the backbone (converted with semseg convert-weights, or a timm/torchvision checkpoint)"),
         }),
         "decoder": ComponentSection("decoder", "deeplabv3", {}),
         "aux": {
@@ -73,6 +87,12 @@ SCHEMA: dict[str, Any] = {
         "train_split": Key(str, "train", "split used for training"),
         "val_split": Key(str, "val", "split used for evaluation"),
     }),
+    "loss": {
+        "main": ComponentList("loss", ("cross_entropy",), LOSS_WEIGHT,
+                              "losses of the main output: a list of {name, weight, options...}"),
+        "aux": ComponentList("loss", ("cross_entropy",), LOSS_WEIGHT,
+                             "losses of every auxiliary pixel output (FCN aux head, decoders' pixel aux outputs)"),
+    },
     "train": {
         "iters": Key(int, 1000, "number of optimisation steps", **POSITIVE),
         "batch_size": Key(int, 8, "images per step and per process", **POSITIVE),
@@ -96,7 +116,7 @@ SCHEMA: dict[str, Any] = {
         "batch_size": Key(int, 1, "images per evaluation step (images of one batch must share a size)", **POSITIVE),
     },
     "runtime": {
-        "seed": Key(int, 0, "random seed of weights, sampling and augmentation"),
+        "seed": Key(int, 0, "random seed of weights, sampling and augmentation", **NON_NEGATIVE),
         "threads": Key(int, 0, "CPU threads for Paddle's kernels (0: every core available)", **NON_NEGATIVE),
         "output_dir": Key(str, "runs/default", "folder for checkpoints, logs and metrics"),
         "device": Key(str, "auto", "auto, cpu or gpu"),
@@ -111,4 +131,6 @@ def schema_defaults(node: Any = SCHEMA) -> Any:
         return node.default
     if isinstance(node, ComponentSection):
         return {"name": node.default_name, **{k: v.default for k, v in node.extra.items()}}
+    if isinstance(node, ComponentList):
+        return [{"name": name, **{k: v.default for k, v in node.extra.items()}} for name in node.default]
     return {key: schema_defaults(child) for key, child in node.items()}

@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import collections.abc
 import inspect
+import math
+import os
+import pathlib
+import re
 import types
 import typing
 from typing import Any
@@ -11,8 +15,9 @@ from typing import Any
 def type_matches(value: Any, annotation: Any) -> bool:
     """True if ``value`` (as read from YAML) is acceptable for ``annotation``.
 
-    Supports None, bool, int, float (ints accepted), str, list/tuple/Sequence[X] (YAML lists),
-    dict, Literal, Optional/Union and ``X | Y``. Unknown or string annotations accept anything.
+    Supports None, bool, int, float (ints accepted), str, ``pathlib.Path`` (a non-empty string),
+    list/tuple/Sequence[X] (YAML lists), dict, Literal, Optional/Union and ``X | Y``. Unknown or
+    string annotations accept anything.
     """
     if annotation in (inspect.Parameter.empty, Any) or isinstance(annotation, str):
         return True
@@ -32,6 +37,8 @@ def type_matches(value: Any, annotation: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if annotation is str:
         return isinstance(value, str)
+    if isinstance(annotation, type) and issubclass(annotation, pathlib.PurePath):
+        return isinstance(value, (str, os.PathLike)) and str(value) != ""
     if origin in (list, tuple, collections.abc.Sequence) or annotation in (list, tuple):
         if not isinstance(value, (list, tuple)):
             return False
@@ -57,6 +64,36 @@ def type_name(annotation: Any) -> str:
         return "None"
     if typing.get_origin(annotation) is typing.Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(annotation))
+    if isinstance(annotation, type) and issubclass(annotation, pathlib.PurePath):
+        return "path"
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return " | ".join(type_name(arg) for arg in typing.get_args(annotation))
     if isinstance(annotation, type) and not typing.get_args(annotation):
         return annotation.__name__
     return str(annotation).replace("typing.", "")
+
+
+def is_path_annotation(annotation: Any) -> bool:
+    """True for ``pathlib.Path`` (or another PurePath class), alone or in a union such as ``Path | None``.
+
+    String annotations that could not be evaluated count when they name ``Path``.
+    """
+    if isinstance(annotation, str):
+        return re.search(r"\bPath\b", annotation) is not None
+    if isinstance(annotation, type):
+        return issubclass(annotation, pathlib.PurePath)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(is_path_annotation(arg) for arg in typing.get_args(annotation))
+    return False
+
+
+def first_non_finite(value: Any) -> float | None:
+    """The first infinite or NaN float in ``value`` (searching lists and mappings), or None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else value
+    children = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
+    for child in children:
+        found = first_non_finite(child)
+        if found is not None:
+            return found
+    return None

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from semsegpaddle.core.errors import SemsegError
+from semsegpaddle.core.errors import SemsegError, did_you_mean
 
 _BN_RENAMES = {"running_mean": "_mean", "running_var": "_variance"}
 
@@ -174,6 +174,11 @@ def convert_weights_file(name: str, source: str, destination: str, options: Mapp
 
     options = dict(options or {})
     component = get_registry("backbone").get(name)
+    valid = [o.name for o in component.options]
+    for key in options:
+        if key not in valid:
+            raise SemsegError(f"unknown option '{key}' for backbone '{name}'{did_you_mean(key, valid)}; "
+                              f"valid options: {', '.join(valid) or 'none'}")
     backbone = create_backbone(name, **options)
     converted = convert_state(component, read_checkpoint(source), options)
     usable, report = match_state(backbone, converted)
