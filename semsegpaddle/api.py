@@ -20,18 +20,10 @@ from semsegpaddle.core.interfaces import SegDataset
 from semsegpaddle.core.metrics import Metrics
 from semsegpaddle.core.model import SegmentationModel, create_backbone
 from semsegpaddle.core.model import create_model as _create_model
-from semsegpaddle.core.plugins import get_registry, load_plugins
-from semsegpaddle.core.registry import Component
+from semsegpaddle.core.plugins import list_components
 
 __all__ = ["load_config", "config_from_dict", "list_components", "create_backbone", "create_model",
            "create_dataset", "train", "evaluate", "predict", "load_model", "export"]
-
-
-def list_components(kind: str | None = None, pattern: str = "*") -> list[Component]:
-    """Registered components of ``kind`` (or all kinds) whose names match ``pattern``."""
-    state = load_plugins()
-    kinds = [kind] if kind else list(state.registries)
-    return [state.registries[k].get(n) for k in kinds for n in state.registries[k].names(pattern)]
 
 
 def create_model(config: dict[str, Any], num_classes: int | None = None) -> SegmentationModel:

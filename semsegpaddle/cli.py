@@ -80,11 +80,10 @@ def _print_plugin_tracebacks() -> None:
 @click.option("--pattern", default="*", show_default=True, help="Only names matching this glob.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_command(kind: str | None, pattern: str, as_json: bool) -> None:
-    """List available backbones, decoders and datasets, the plugin that gave each, and their options."""
-    from semsegpaddle.core.plugins import load_plugins  # not via semsegpaddle.api: `semseg list` needs no paddle
+    """List available backbones, decoders, datasets and losses, the plugin that gave each, and their options."""
+    from semsegpaddle.core.plugins import list_components  # not via semsegpaddle.api: `semseg list` needs no paddle
 
-    registries = load_plugins().registries
-    components = [registries[k].get(n) for k in ([kind] if kind else registries) for n in registries[k].names(pattern)]
+    components = list_components(kind, pattern)
     if as_json:
         click.echo(json.dumps([{
             "kind": c.kind, "name": c.name, "description": c.description, "plugin": c.plugin,

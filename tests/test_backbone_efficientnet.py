@@ -9,12 +9,8 @@ import pytest
 
 from semsegpaddle.core.plugins import new_state
 from semsegpaddle.plugins.backbones import efficientnet as effnet
-from semsegpaddle.plugins.backbones.efficientnet import (
-    VARIANTS,
-    build_efficientnet,
-    convert_efficientnet,
-    scaled_channels,
-)
+from semsegpaddle.plugins.backbones.efficientnet import build_efficientnet, convert_efficientnet
+from semsegpaddle.plugins.backbones.efficientnet_model import VARIANTS, scaled_channels
 from tests.parity import compare_features, load_converted, torch_param_count, torch_state_numpy
 
 OUT_INDICES = (1, 2, 3, 4)

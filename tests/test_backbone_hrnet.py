@@ -9,7 +9,8 @@ import paddle
 import pytest
 
 from semsegpaddle.core.plugins import get_registry
-from semsegpaddle.plugins.backbones.hrnet import HRNet, build_hrnet, convert_hrnet
+from semsegpaddle.plugins.backbones.hrnet import build_hrnet, convert_hrnet
+from semsegpaddle.plugins.backbones.hrnet_model import HRNet
 from tests.parity import compare_features, load_converted, torch_param_count, torch_state_numpy
 
 WIDTHS = ["18_small", "18_small_v2", "18", "32", "48"]

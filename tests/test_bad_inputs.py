@@ -2,8 +2,6 @@
 and leaves an existing run folder exactly as it was."""
 from __future__ import annotations
 
-import json
-import os
 import warnings
 
 import numpy as np

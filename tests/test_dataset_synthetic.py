@@ -14,8 +14,9 @@ from semsegpaddle.core.interfaces import SegDataset
 from semsegpaddle.core.plugins import new_state
 from semsegpaddle.plugins.datasets import synthetic
 from semsegpaddle.plugins.datasets.synthetic import build_synthetic
+from semsegpaddle.plugins.datasets.synthetic_scenes import CLASS_NAMES
 
-NUM_CLASSES = len(synthetic.CLASS_NAMES)
+NUM_CLASSES = len(CLASS_NAMES)
 
 
 def digest(sample: tuple[np.ndarray, np.ndarray]) -> str:

@@ -315,3 +315,10 @@ def reset_plugins(state: PluginState | None = None) -> None:
 def get_registry(kind: str) -> Registry:
     """The registry of ``kind`` ('backbone', 'decoder', 'dataset' or 'loss') after loading plugins."""
     return load_plugins().registries[kind]
+
+
+def list_components(kind: str | None = None, pattern: str = "*") -> list[Any]:
+    """Registered components of ``kind`` (or all kinds) whose names match ``pattern``."""
+    registries = load_plugins().registries
+    kinds = [kind] if kind else list(registries)
+    return [registries[k].get(n) for k in kinds for n in registries[k].names(pattern)]

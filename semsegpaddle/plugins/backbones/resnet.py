@@ -1,231 +1,19 @@
-"""ResNet and ResNeXt backbones (He et al. 2016; Xie et al. 2017) with the v1c/v1d stems.
+"""ResNet and ResNeXt backbones (He et al. 2016; Xie et al. 2017) with the v1c/v1d stems: registration.
 
 Sublayer names follow timm's ``ResNet`` (and so torchvision's), so an ImageNet checkpoint from
-either converts by renaming BatchNorm buffers and dropping the classifier ``fc``. Dilation for
-output strides 16 and 8 follows timm too: a dilated stage's first block keeps the previous
-stage's dilation in its first 3×3 conv, later blocks use the stage's own.
+either converts by renaming BatchNorm buffers and dropping the classifier ``fc``.
+
+Imports no paddle: the model lives in ``resnet_model`` and is imported when a backbone is built,
+so ``semseg --help``, ``list`` and ``config`` stay fast.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
-
-import numpy as np
-import paddle
-import paddle.nn.functional as F
-from paddle import nn
+from typing import Any, Callable
 
 from semsegpaddle import hookimpl
-from semsegpaddle.core.backbone_options import check_common_options, invalid_option
-from semsegpaddle.core.interfaces import Backbone, FeatureInfo, FeatureLevel
-from semsegpaddle.core.weights import drop_prefixes, torch_to_paddle_names
 
-#: depth -> (block kind, blocks per stage)
-RESNET_DEPTHS: dict[int, tuple[str, tuple[int, int, int, int]]] = {
-    18: ("basic", (2, 2, 2, 2)),
-    34: ("basic", (3, 4, 6, 3)),
-    50: ("bottleneck", (3, 4, 6, 3)),
-    101: ("bottleneck", (3, 4, 23, 3)),
-    152: ("bottleneck", (3, 8, 36, 3)),
-}
-#: variant -> (blocks per stage, cardinality, base width), as timm's resnext definitions
-RESNEXT_VARIANTS: dict[str, tuple[tuple[int, int, int, int], int, int]] = {
-    "50_32x4d": ((3, 4, 6, 3), 32, 4),
-    "101_32x8d": ((3, 4, 23, 3), 32, 8),
-    "101_64x4d": ((3, 4, 23, 3), 64, 4),
-}
-STEMS = ("standard", "deep", "deep_avgdown")
-STAGE_PLANES = (64, 128, 256, 512)
-
-
-def _invalid(option: str, value: object, expected: str) -> ValueError:
-    return invalid_option("resnet", option, value, expected)
-
-
-def _conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, dilation: int = 1,
-          groups: int = 1) -> nn.Conv2D:
-    """A bias-free conv with 'same' padding for odd kernels, He-initialised (fan-out) as timm does."""
-    return nn.Conv2D(
-        in_ch, out_ch, kernel, stride=stride, padding=dilation * (kernel - 1) // 2, dilation=dilation,
-        groups=groups, bias_attr=False,
-        weight_attr=paddle.ParamAttr(initializer=nn.initializer.KaimingNormal(mode="fan_out")),
-    )
-
-
-class _SamePadAvgPool(nn.Layer):
-    """2×2 stride-1 average over a zero-padded right/bottom edge (timm's ``AvgPool2dSame(2, 1)``).
-
-    The padded zeros count in the mean, exactly as in timm; used in the avg-down shortcut of a
-    dilated stage, where the pooling must not reduce the resolution.
-    """
-
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        return F.avg_pool2d(F.pad(x, [0, 1, 0, 1]), kernel_size=2, stride=1)
-
-
-class BasicBlock(nn.Layer):
-    """Two 3×3 convs with a residual connection (ResNet-18/34)."""
-
-    expansion = 1
-
-    def __init__(self, inplanes: int, planes: int, stride: int, downsample: nn.Layer | None,
-                 dilation: int, first_dilation: int, norm: Callable[[int], nn.Layer],
-                 cardinality: int = 1, base_width: int = 64) -> None:
-        super().__init__()
-        if cardinality != 1 or base_width != 64:
-            raise ValueError("BasicBlock supports neither groups nor a changed base width")
-        self.conv1 = _conv(inplanes, planes, 3, stride, first_dilation)
-        self.bn1 = norm(planes)
-        self.act1 = nn.ReLU()
-        self.conv2 = _conv(planes, planes, 3, 1, dilation)
-        self.bn2 = norm(planes)
-        self.act2 = nn.ReLU()
-        self.downsample = downsample
-
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
-        x = self.act1(self.bn1(self.conv1(x)))
-        x = self.bn2(self.conv2(x))
-        return self.act2(x + shortcut)
-
-
-class Bottleneck(nn.Layer):
-    """1×1 reduce, 3×3 (grouped for ResNeXt, strided: v1.5), 1×1 expand, with a residual connection."""
-
-    expansion = 4
-
-    def __init__(self, inplanes: int, planes: int, stride: int, downsample: nn.Layer | None,
-                 dilation: int, first_dilation: int, norm: Callable[[int], nn.Layer],
-                 cardinality: int = 1, base_width: int = 64) -> None:
-        super().__init__()
-        width = int(planes * base_width / 64) * cardinality
-        self.conv1 = _conv(inplanes, width, 1)
-        self.bn1 = norm(width)
-        self.act1 = nn.ReLU()
-        self.conv2 = _conv(width, width, 3, stride, first_dilation, groups=cardinality)
-        self.bn2 = norm(width)
-        self.act2 = nn.ReLU()
-        self.conv3 = _conv(width, planes * self.expansion, 1)
-        self.bn3 = norm(planes * self.expansion)
-        self.act3 = nn.ReLU()
-        self.downsample = downsample
-
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
-        x = self.act1(self.bn1(self.conv1(x)))
-        x = self.act2(self.bn2(self.conv2(x)))
-        x = self.bn3(self.conv3(x))
-        return self.act3(x + shortcut)
-
-
-def _downsample(inplanes: int, outplanes: int, stride: int, dilation: int, avg_down: bool,
-                norm: Callable[[int], nn.Layer]) -> nn.Sequential:
-    """The projection shortcut: a strided 1×1 conv (v1b/c), or avg-pool then 1×1 conv (v1d)."""
-    if not avg_down:
-        return nn.Sequential(_conv(inplanes, outplanes, 1, stride), norm(outplanes))
-    if stride == 1 and dilation == 1:
-        pool: nn.Layer = nn.Identity()
-    elif dilation == 1:
-        pool = nn.AvgPool2D(2, stride, ceil_mode=True, exclusive=True)
-    else:
-        pool = _SamePadAvgPool()
-    return nn.Sequential(pool, _conv(inplanes, outplanes, 1), norm(outplanes))
-
-
-class ResNet(Backbone):
-    """ResNet/ResNeXt returning layer1..layer4 (nominal strides 4, 8, 16, 32).
-
-    ``block`` is "basic" or "bottleneck"; ``layers`` the blocks per stage. ``multi_grid``
-    (DeepLabv3) sets every layer4 block's 3×3 dilation to layer4's dilation times its entry.
-    """
-
-    def __init__(
-        self,
-        block: str,
-        layers: Sequence[int],
-        *,
-        cardinality: int = 1,
-        base_width: int = 64,
-        stem: str = "standard",
-        output_stride: int = 32,
-        multi_grid: Sequence[int] | None = None,
-        norm_momentum: float = 0.9,
-        norm_eps: float = 1e-5,
-        frozen_stages: int = -1,
-        freeze_bn_stats: bool = False,
-    ) -> None:
-        super().__init__()
-        if stem not in STEMS:
-            raise _invalid("stem", stem, f"one of {', '.join(STEMS)}")
-        check_common_options("resnet", output_stride=output_stride, norm_momentum=norm_momentum,
-                             norm_eps=norm_eps, frozen_stages=frozen_stages, freeze_bn_stats=freeze_bn_stats,
-                             num_stages=4)
-        if multi_grid is not None:
-            if not isinstance(multi_grid, (list, tuple)) or not all(
-                isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in multi_grid
-            ):
-                raise _invalid("multi_grid", multi_grid, "a list of positive integers or null")
-            if len(multi_grid) != layers[3]:
-                raise _invalid("multi_grid", multi_grid,
-                               f"{layers[3]} entries, one per layer4 block")
-        block_cls = {"basic": BasicBlock, "bottleneck": Bottleneck}[block]
-        self.frozen_stages = frozen_stages
-        self.freeze_bn_stats = freeze_bn_stats
-
-        def norm(channels: int) -> nn.BatchNorm2D:
-            return nn.BatchNorm2D(channels, momentum=norm_momentum, epsilon=norm_eps)
-
-        inplanes = 64
-        if stem == "standard":
-            self.conv1 = _conv(3, inplanes, 7, stride=2)
-        else:  # v1c: three 3×3 convs, the last one's norm is bn1 below
-            self.conv1 = nn.Sequential(
-                _conv(3, 32, 3, stride=2), norm(32), nn.ReLU(),
-                _conv(32, 32, 3), norm(32), nn.ReLU(),
-                _conv(32, inplanes, 3),
-            )
-        self.bn1 = norm(inplanes)
-        self.act1 = nn.ReLU()
-        self.maxpool = nn.MaxPool2D(kernel_size=3, stride=2, padding=1)
-
-        avg_down = stem == "deep_avgdown"
-        levels = []
-        net_stride, dilation, prev_dilation = 4, 1, 1
-        for index, (planes, num_blocks) in enumerate(zip(STAGE_PLANES, layers)):
-            stride = 1 if index == 0 else 2
-            if net_stride >= output_stride:
-                dilation, stride = dilation * stride, 1
-            else:
-                net_stride *= stride
-            outplanes = planes * block_cls.expansion
-            blocks = []
-            for block_index in range(num_blocks):
-                downsample = None
-                if block_index == 0 and (stride != 1 or inplanes != outplanes):
-                    downsample = _downsample(inplanes, outplanes, stride, dilation, avg_down, norm)
-                block_dilation = dilation
-                first_dilation = prev_dilation if block_index == 0 else dilation
-                if multi_grid is not None and index == 3:
-                    block_dilation = first_dilation = dilation * multi_grid[block_index]
-                blocks.append(block_cls(
-                    inplanes, planes, stride if block_index == 0 else 1, downsample,
-                    block_dilation, first_dilation, norm, cardinality=cardinality, base_width=base_width,
-                ))
-                inplanes = outplanes
-            prev_dilation = dilation
-            name = f"layer{index + 1}"
-            self.add_sublayer(name, nn.Sequential(*blocks))
-            levels.append(FeatureLevel(outplanes, net_stride, name))
-        self.feature_info = FeatureInfo(levels)
-        frozen = ["conv1", "bn1", *(f"layer{i}" for i in range(1, frozen_stages + 1))] if frozen_stages >= 0 else []
-        self.freeze(frozen, freeze_bn_stats)
-
-    def forward(self, x: paddle.Tensor) -> list[paddle.Tensor]:
-        x = self.maxpool(self.act1(self.bn1(self.conv1(x))))
-        features = []
-        for index in range(1, 5):
-            x = getattr(self, f"layer{index}")(x)
-            features.append(x)
-        return features
+#: names defined in resnet_model, served lazily by ``__getattr__``
+_MODEL_NAMES = ("RESNET_DEPTHS", "RESNEXT_VARIANTS", "STEMS", "STAGE_PLANES", "BasicBlock", "Bottleneck", "ResNet")
 
 
 def build_resnet(
@@ -237,10 +25,13 @@ def build_resnet(
     norm_eps: float = 1e-5,
     frozen_stages: int = -1,
     freeze_bn_stats: bool = False,
-) -> ResNet:
+):
     """ResNet-18/34/50/101/152 (v1.5 strided 3×3), with the standard, v1c or v1d stem."""
+    from semsegpaddle.core.backbone_options import invalid_option
+    from semsegpaddle.plugins.backbones.resnet_model import RESNET_DEPTHS, ResNet
+
     if depth not in RESNET_DEPTHS or isinstance(depth, bool):
-        raise _invalid("depth", depth, f"one of {', '.join(map(str, RESNET_DEPTHS))}")
+        raise invalid_option("resnet", "depth", depth, f"one of {', '.join(map(str, RESNET_DEPTHS))}")
     block, layers = RESNET_DEPTHS[depth]
     return ResNet(block, layers, stem=stem, output_stride=output_stride, multi_grid=multi_grid,
                   norm_momentum=norm_momentum, norm_eps=norm_eps, frozen_stages=frozen_stages,
@@ -256,19 +47,33 @@ def build_resnext(
     norm_eps: float = 1e-5,
     frozen_stages: int = -1,
     freeze_bn_stats: bool = False,
-) -> ResNet:
+):
     """ResNeXt-50 32×4d, -101 32×8d or -101 64×4d, with the standard, v1c or v1d stem."""
+    from semsegpaddle.core.backbone_options import invalid_option
+    from semsegpaddle.plugins.backbones.resnet_model import RESNEXT_VARIANTS, ResNet
+
     if variant not in RESNEXT_VARIANTS:
-        raise _invalid("variant", variant, f"one of {', '.join(RESNEXT_VARIANTS)}")
+        raise invalid_option("resnet", "variant", variant, f"one of {', '.join(RESNEXT_VARIANTS)}")
     layers, cardinality, base_width = RESNEXT_VARIANTS[variant]
     return ResNet("bottleneck", layers, cardinality=cardinality, base_width=base_width, stem=stem,
                   output_stride=output_stride, multi_grid=multi_grid, norm_momentum=norm_momentum,
                   norm_eps=norm_eps, frozen_stages=frozen_stages, freeze_bn_stats=freeze_bn_stats)
 
 
-def convert_resnet(state: dict[str, np.ndarray], options: dict) -> dict[str, np.ndarray]:
+def convert_resnet(state: dict[str, Any], options: dict) -> dict[str, Any]:
     """timm or torchvision ResNet/ResNeXt state dict -> our names (same names, minus ``fc.``)."""
+    from semsegpaddle.core.weights import drop_prefixes, torch_to_paddle_names
+
     return torch_to_paddle_names(drop_prefixes(state, ("fc.",)))
+
+
+def __getattr__(name: str) -> Any:
+    """The model classes and tables of ``resnet_model``, imported on first access."""
+    if name in _MODEL_NAMES:
+        from semsegpaddle.plugins.backbones import resnet_model
+
+        return getattr(resnet_model, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 _COMMON_OPTIONS = {
