@@ -17,7 +17,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["semsegpaddle", "semsegpaddle.*"]),
-    package_data={"semsegpaddle": ["core/configs/*.yaml"]},
+    package_data={"semsegpaddle": ["core/config/configs/*.yaml"]},
     install_requires=[
         "pluggy>=1.3",
         "click>=8.1",

@@ -12,8 +12,8 @@ import numpy as np
 import paddle
 
 import semsegpaddle as ss
-from semsegpaddle.core.engine import build_optimizer, setup_runtime
-from semsegpaddle.core.losses import create_loss
+from semsegpaddle.core.engine.trainer import build_optimizer, setup_runtime
+from semsegpaddle.core.model.losses import create_loss
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 ``from semsegpaddle import hookimpl`` is all a plugin needs and imports nothing heavy; the Python
 API (``load_config``, ``train``, ``evaluate``, ...) is loaded on first use.
 """
-from semsegpaddle.core.hookspecs import hookimpl
+from semsegpaddle.core.plugin.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 

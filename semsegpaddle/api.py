@@ -12,15 +12,15 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from semsegpaddle.core.config import Config, config_from_dict, load_config
-from semsegpaddle.core.data import create_dataset
-from semsegpaddle.core.engine import BEST, TrainResult, setup_runtime
-from semsegpaddle.core.engine import train as _train
-from semsegpaddle.core.interfaces import SegDataset
-from semsegpaddle.core.metrics import Metrics
-from semsegpaddle.core.model import SegmentationModel, create_backbone
-from semsegpaddle.core.model import create_model as _create_model
-from semsegpaddle.core.plugins import list_components
+from semsegpaddle.core.config.loader import Config, config_from_dict, load_config
+from semsegpaddle.core.data.datasets import create_dataset
+from semsegpaddle.core.engine.trainer import BEST, TrainResult, setup_runtime
+from semsegpaddle.core.engine.trainer import train as _train
+from semsegpaddle.core.model.interfaces import SegDataset
+from semsegpaddle.core.inference.metrics import Metrics
+from semsegpaddle.core.model.assembly import SegmentationModel, create_backbone
+from semsegpaddle.core.model.assembly import create_model as _create_model
+from semsegpaddle.core.plugin.manager import list_components
 
 __all__ = ["load_config", "config_from_dict", "list_components", "create_backbone", "create_model",
            "create_dataset", "train", "evaluate", "predict", "load_model", "export"]
@@ -53,7 +53,7 @@ def checkpoint_config(weights: str | Path, overrides: Iterable[str] = ()) -> Con
     ``auto`` (the checkpoint may come from a GPU machine) and ``model.backbone.pretrained`` to
     null (the checkpoint holds every weight; the pretrained file need not exist here).
     """
-    from semsegpaddle.core.checkpoint import read_metadata
+    from semsegpaddle.core.engine.checkpoint import read_metadata
     from semsegpaddle.core.errors import SemsegError
 
     stored = read_metadata(weights).get("config")
@@ -89,9 +89,9 @@ def load_model(config: dict[str, Any], weights: str | Path | None = None, num_cl
 
     ``num_classes`` defaults to the checkpoint's recorded label space, else the dataset's.
     ``model.backbone.pretrained`` is not loaded: every weight comes from the checkpoint, read by
-    :func:`semsegpaddle.core.checkpoint.load_weights` (which refuses NaN/Inf weights).
+    :func:`semsegpaddle.core.engine.checkpoint.load_weights` (which refuses NaN/Inf weights).
     """
-    from semsegpaddle.core.checkpoint import load_weights
+    from semsegpaddle.core.engine.checkpoint import load_weights
 
     weights = weights or default_weights(config)
     if num_classes is None:
@@ -104,7 +104,7 @@ def load_model(config: dict[str, Any], weights: str | Path | None = None, num_cl
 
 def evaluate(config: dict[str, Any], weights: str | Path | None = None, split: str | None = None) -> Metrics:
     """Evaluate a checkpoint on the config's validation split (or ``split``)."""
-    from semsegpaddle.core.evaluation import evaluate as _evaluate
+    from semsegpaddle.core.inference.evaluation import evaluate as _evaluate
 
     dist, _ = setup_runtime(config)
     dataset: SegDataset = create_dataset(config, split or config["dataset"]["val_split"])
@@ -115,7 +115,7 @@ def evaluate(config: dict[str, Any], weights: str | Path | None = None, split: s
 def checkpoint_labels(config: dict[str, Any], weights: str | Path | None = None) -> dict[str, Any]:
     """num_classes, class_names and palette: from the checkpoint's metadata when it has them (no
     dataset needed on this machine), else from the config's dataset."""
-    from semsegpaddle.core.checkpoint import label_space, read_metadata
+    from semsegpaddle.core.engine.checkpoint import label_space, read_metadata
 
     meta = read_metadata(weights or default_weights(config))
     if "num_classes" in meta:
@@ -127,10 +127,10 @@ def predict(config: dict[str, Any], inputs: Sequence[str | Path], output_dir: st
             weights: str | Path | None = None, overlay: bool = False) -> list[Path]:
     """Segment image files; write a palette PNG mask per input (and an overlay if asked).
 
-    Output names follow :func:`semsegpaddle.core.prediction.output_names`; inputs are never
+    Output names follow :func:`semsegpaddle.core.inference.prediction.output_names`; inputs are never
     overwritten. Unreadable images raise a DataError after the other masks were written.
     """
-    from semsegpaddle.core.prediction import predict_files
+    from semsegpaddle.core.inference.prediction import predict_files
 
     setup_runtime(config)
     labels = checkpoint_labels(config, weights)
@@ -145,7 +145,7 @@ def export(config: dict[str, Any], output_dir: str | Path, weights: str | Path |
 
     Paddle's and paddle2onnx's console output is dropped unless ``verbose``.
     """
-    from semsegpaddle.core.export import export_model
+    from semsegpaddle.core.inference.export import export_model
 
     setup_runtime(config)
     labels = checkpoint_labels(config, weights)

@@ -44,7 +44,7 @@ def split_config_args(args: Sequence[str]) -> tuple[str | None, list[str]]:
 
 
 def _load(args: Sequence[str], threads: int | None = None):
-    from semsegpaddle.core.config import load_config  # not via semsegpaddle.api: `semseg config` needs no paddle
+    from semsegpaddle.core.config.loader import load_config  # not via semsegpaddle.api: `semseg config` needs no paddle
 
     config_name, overrides = split_config_args(args)
     if threads is not None:
@@ -68,7 +68,7 @@ def cli(debug: bool) -> None:
 
 def _print_plugin_tracebacks() -> None:
     """With --debug: the full traceback of every plugin failure (the warnings gave one line each)."""
-    from semsegpaddle.core.plugins import load_plugins
+    from semsegpaddle.core.plugin.manager import load_plugins
 
     for failure in load_plugins().failures:
         if failure.traceback:
@@ -81,7 +81,7 @@ def _print_plugin_tracebacks() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_command(kind: str | None, pattern: str, as_json: bool) -> None:
     """List available backbones, decoders, datasets and losses, the plugin that gave each, and their options."""
-    from semsegpaddle.core.plugins import list_components  # not via semsegpaddle.api: `semseg list` needs no paddle
+    from semsegpaddle.core.plugin.manager import list_components  # not via semsegpaddle.api: `semseg list` needs no paddle
 
     components = list_components(kind, pattern)
     if as_json:
@@ -108,7 +108,7 @@ def list_command(kind: str | None, pattern: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins(as_json: bool) -> None:
     """List loaded plugins: distribution, version and the hooks each implements; failures too."""
-    from semsegpaddle.core.plugins import load_plugins
+    from semsegpaddle.core.plugin.manager import load_plugins
 
     state = load_plugins()
     rows = []
@@ -133,7 +133,7 @@ def plugins(as_json: bool) -> None:
 @click.option("--list", "list_packaged", is_flag=True, help="List the packaged configs and the plugin of each.")
 def config(args: tuple[str, ...], list_packaged: bool) -> None:
     """Print the fully merged and validated config: CONFIG [key=value ...]."""
-    from semsegpaddle.core.plugins import BUILTIN_DISTRIBUTION, load_plugins
+    from semsegpaddle.core.plugin.manager import BUILTIN_DISTRIBUTION, load_plugins
 
     if list_packaged:
         for entry in load_plugins().configs:
@@ -158,7 +158,7 @@ def train(args: tuple[str, ...], resume: bool, overwrite: bool, threads: int | N
     `python -m paddle.distributed.launch --nproc_per_node N $(which semseg) train ...`.
     """
     from semsegpaddle.api import train as run_train
-    from semsegpaddle.core.interrupt import TrainingStopped
+    from semsegpaddle.core.engine.interrupt import TrainingStopped
 
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
@@ -189,7 +189,7 @@ def evaluate(args: tuple[str, ...], weights: str | None, split: str | None, out_
              threads: int | None) -> None:
     """Evaluate a checkpoint: [CONFIG] [key=value ...]; prints per-class IoU and mIoU."""
     from semsegpaddle.api import evaluate as run_eval
-    from semsegpaddle.core.atomic import write_text_atomic
+    from semsegpaddle.core.engine.atomic import write_text_atomic
 
     config = _load(args, threads)
     metrics = run_eval(config, weights, split)
@@ -273,8 +273,8 @@ def convert_weights(backbone: str, source: str, destination: str, options: tuple
 
     Example: semseg convert-weights resnet resnet50d.safetensors r50d.safetensors -o stem=deep_avgdown
     """
-    from semsegpaddle.core.config import parse_override
-    from semsegpaddle.core.weights import convert_weights_file
+    from semsegpaddle.core.config.loader import parse_override
+    from semsegpaddle.core.model.weights import convert_weights_file
 
     parsed = dict(parse_override(o) for o in options)
     report = convert_weights_file(backbone, source, destination, parsed, allow_missing=allow_missing)
@@ -286,8 +286,8 @@ def _register_plugin_commands() -> None:
     """Let each plugin add commands, one plugin at a time; a name already taken (by semseg itself or
     an earlier plugin) stays with its first owner, and a failing plugin is reported, not fatal."""
     from semsegpaddle.core.errors import DuplicateComponentError
-    from semsegpaddle.core.plugin_failures import function_location
-    from semsegpaddle.core.plugins import call_each, load_plugins
+    from semsegpaddle.core.plugin.failures import function_location
+    from semsegpaddle.core.plugin.manager import call_each, load_plugins
 
     owners = {name: "semsegpaddle" for name in cli.commands}
     before: dict[str, click.Command] = {}

@@ -9,8 +9,8 @@ import pytest
 from paddle import nn
 
 from semsegpaddle import hookimpl
-from semsegpaddle.core import plugins as plugin_module
-from semsegpaddle.core.interfaces import Backbone, FeatureInfo, FeatureLevel, SegDataset, default_palette
+from semsegpaddle.core.plugin import manager as plugin_module
+from semsegpaddle.core.model.interfaces import Backbone, FeatureInfo, FeatureLevel, SegDataset, default_palette
 
 paddle.base.core.set_num_threads(2)
 

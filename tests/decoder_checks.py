@@ -12,9 +12,9 @@ import paddle
 import paddle.nn.functional as F
 import yaml
 
-from semsegpaddle.core.interfaces import FeatureInfo, FeatureLevel
-from semsegpaddle.core.model import SegmentationModel, create_backbone
-from semsegpaddle.core.plugins import new_state
+from semsegpaddle.core.model.interfaces import FeatureInfo, FeatureLevel
+from semsegpaddle.core.model.assembly import SegmentationModel, create_backbone
+from semsegpaddle.core.plugin.manager import new_state
 
 from tests.conftest import TinyBackbone
 
@@ -93,7 +93,7 @@ def overfit(make_decoder, num_classes: int = 4, steps: int = 60) -> tuple[float,
 
 def assert_exports(tmp_path: Path, name: str, **options) -> None:
     """ResNet-18 OS8 + the decoder exports with a dynamic input size and matches the dynamic model."""
-    from semsegpaddle.core.export import export_model
+    from semsegpaddle.core.inference.export import export_model
 
     backbone = create_backbone("resnet", depth=18, output_stride=8)
     model = SegmentationModel(backbone, build(name, backbone.feature_info, 4, **options), 4, [0.0] * 3, [1.0] * 3)

@@ -50,7 +50,7 @@ FLAKY_DATASET = '''
     """A dataset whose sample ``bad_index`` is broken in the way ``failure`` names."""
     import numpy as np
     from semsegpaddle import hookimpl
-    from semsegpaddle.core.interfaces import SegDataset, default_palette
+    from semsegpaddle.core.model.interfaces import SegDataset, default_palette
 
 
     class Flaky(SegDataset):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import paddle
 
-from semsegpaddle.core.weights import load_into
+from semsegpaddle.core.model.weights import load_into
 
 
 def torch_state_numpy(module) -> dict[str, np.ndarray]:

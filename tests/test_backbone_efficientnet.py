@@ -7,7 +7,7 @@ import numpy as np
 import paddle
 import pytest
 
-from semsegpaddle.core.plugins import new_state
+from semsegpaddle.core.plugin.manager import new_state
 from semsegpaddle.plugins.backbones import efficientnet as effnet
 from semsegpaddle.plugins.backbones.efficientnet import build_efficientnet, convert_efficientnet
 from semsegpaddle.plugins.backbones.efficientnet_model import VARIANTS, scaled_channels

@@ -8,7 +8,7 @@ import numpy as np
 import paddle
 import pytest
 
-from semsegpaddle.core.plugins import get_registry
+from semsegpaddle.core.plugin.manager import get_registry
 from semsegpaddle.plugins.backbones.hrnet import build_hrnet, convert_hrnet
 from semsegpaddle.plugins.backbones.hrnet_model import HRNet
 from tests.parity import compare_features, load_converted, torch_param_count, torch_state_numpy

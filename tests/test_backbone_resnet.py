@@ -5,8 +5,8 @@ import numpy as np
 import paddle
 import pytest
 
-from semsegpaddle.core.interfaces import Backbone
-from semsegpaddle.core.plugins import new_state
+from semsegpaddle.core.model.interfaces import Backbone
+from semsegpaddle.core.plugin.manager import new_state
 from semsegpaddle.plugins.backbones import resnet as resnet_plugin
 from semsegpaddle.plugins.backbones.resnet import build_resnet, build_resnext, convert_resnet
 

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from safetensors.numpy import load_file, save_file
 
 from semsegpaddle.cli import cli
-from semsegpaddle.core import plugins as plugin_module
+from semsegpaddle.core.plugin import manager as plugin_module
 
 from tests.conftest import TinyPlugin
 

@@ -132,7 +132,7 @@ def test_list_still_works_with_a_broken_plugin(runner):
     import warnings
 
     from semsegpaddle import hookimpl
-    from semsegpaddle.core import plugins as plugin_module
+    from semsegpaddle.core.plugin import manager as plugin_module
 
     class Broken:
         @hookimpl

@@ -6,7 +6,7 @@ import re
 import pytest
 import yaml
 
-from semsegpaddle.core.config import load_config, parse_override, packaged_configs
+from semsegpaddle.core.config.loader import load_config, parse_override, packaged_configs
 from semsegpaddle.core.errors import ConfigError
 
 

@@ -12,10 +12,10 @@ from click.testing import CliRunner
 
 from semsegpaddle import hookimpl
 from semsegpaddle.cli import cli
-from semsegpaddle.core import plugins as plugin_module
-from semsegpaddle.core.config import build_component, load_config, load_yaml, resolve_config_path
+from semsegpaddle.core.plugin import manager as plugin_module
+from semsegpaddle.core.config.loader import build_component, load_config, load_yaml, resolve_config_path
 from semsegpaddle.core.errors import ConfigError
-from semsegpaddle.core.schema import SCHEMA
+from semsegpaddle.core.config.schema import SCHEMA
 
 BASE = "synthetic_deeplabv3"
 

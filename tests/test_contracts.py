@@ -5,8 +5,8 @@ import numpy as np
 import paddle
 import pytest
 
-from semsegpaddle.core.interfaces import FeatureInfo, FeatureLevel
-from semsegpaddle.core.plugins import new_state
+from semsegpaddle.core.model.interfaces import FeatureInfo, FeatureLevel
+from semsegpaddle.core.plugin.manager import new_state
 from semsegpaddle.plugins.decoders.deeplab import DeepLabV3, paper_rates
 
 from tests.parity import paddle_param_count
@@ -80,8 +80,8 @@ def test_deeplabv3_rejects_bad_options():
 
 @pytest.mark.parametrize("name", REGISTRIES["backbone"].names())
 def test_every_backbone_exports_with_a_dynamic_input(name, tmp_path):
-    from semsegpaddle.core.export import export_model
-    from semsegpaddle.core.model import SegmentationModel
+    from semsegpaddle.core.inference.export import export_model
+    from semsegpaddle.core.model.assembly import SegmentationModel
 
     backbone = REGISTRIES["backbone"].get(name).factory(output_stride=8, **SMALL.get(name, {}))
     decoder = DeepLabV3(backbone.feature_info, 4, channels=16)

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from semsegpaddle.core.data import checked_sample
+from semsegpaddle.core.data.datasets import checked_sample
 from semsegpaddle.core.errors import DataError
-from semsegpaddle.core.interfaces import SegDataset
-from semsegpaddle.core.transforms import TrainTransform
+from semsegpaddle.core.model.interfaces import SegDataset
+from semsegpaddle.core.data.transforms import TrainTransform
 
 
 class OneSample(SegDataset):

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from semsegpaddle.core.interfaces import SegDataset
-from semsegpaddle.core.plugins import new_state
+from semsegpaddle.core.model.interfaces import SegDataset
+from semsegpaddle.core.plugin.manager import new_state
 from semsegpaddle.plugins.datasets import synthetic
 from semsegpaddle.plugins.datasets.synthetic import build_synthetic
 from semsegpaddle.plugins.datasets.synthetic_scenes import CLASS_NAMES

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from semsegpaddle.cli import cli
-from semsegpaddle.core.interfaces import FeatureInfo, FeatureLevel
+from semsegpaddle.core.model.interfaces import FeatureInfo, FeatureLevel
 
 from tests.decoder_checks import (
     RESNET50_OS8, assert_every_parameter_learns, assert_exports, build, count_parameters, entry_point_module,

@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from semsegpaddle.core.errors import ConfigError
-from semsegpaddle.core.interfaces import FeatureInfo, FeatureLevel
-from semsegpaddle.core.model import FCNAuxHead, SegmentationModel
+from semsegpaddle.core.model.interfaces import FeatureInfo, FeatureLevel
+from semsegpaddle.core.model.assembly import FCNAuxHead, SegmentationModel
 from semsegpaddle.plugins.decoders import ginet_head
 from semsegpaddle.plugins.losses.semantic_context import class_presence, semantic_context_loss
 
@@ -368,7 +368,7 @@ def test_jpu_needs_three_levels_without_it_one_is_enough():
 
 def test_exports_with_a_dynamic_input(tmp_path):
     """Eval mode returns the logits alone; batch, height and width are unknown while exporting."""
-    from semsegpaddle.core.export import export_model
+    from semsegpaddle.core.inference.export import export_model
 
     paddle.seed(0)
     backbone = TinyBackbone(width=8)
@@ -393,7 +393,7 @@ def test_ginet_trains_through_the_api_with_the_semantic_context_loss(tmp_path):
     import json
 
     from semsegpaddle.api import train
-    from semsegpaddle.core.config import config_from_dict
+    from semsegpaddle.core.config.loader import config_from_dict
 
     config = config_from_dict({
         "model": {"backbone": {"name": "resnet", "depth": 18, "output_stride": 8},

@@ -8,8 +8,8 @@ import numpy as np
 import paddle
 import pytest
 
-from semsegpaddle.core.interfaces import FeatureInfo, FeatureLevel
-from semsegpaddle.core.model import FCNAuxHead, SegmentationModel
+from semsegpaddle.core.model.interfaces import FeatureInfo, FeatureLevel
+from semsegpaddle.core.model.assembly import FCNAuxHead, SegmentationModel
 
 from tests.conftest import TinyBackbone
 from tests.decoder_checks import (
@@ -139,7 +139,7 @@ def test_bad_options_name_the_option(options, message):
 
 def test_exports_with_a_dynamic_input(tmp_path):
     """The reshapes back to H×W work when H and W are only known at run time."""
-    from semsegpaddle.core.export import export_model
+    from semsegpaddle.core.inference.export import export_model
 
     paddle.seed(0)
     backbone = TinyBackbone(width=8)

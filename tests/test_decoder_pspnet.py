@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from semsegpaddle.cli import cli
-from semsegpaddle.core.config import config_from_dict
+from semsegpaddle.core.config.loader import config_from_dict
 from semsegpaddle.core.errors import ConfigError
 
 from tests.decoder_checks import (

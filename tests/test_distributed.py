@@ -9,7 +9,7 @@ import pytest
 from safetensors.numpy import load_file
 
 import semsegpaddle.cli
-from semsegpaddle.core.runtime import convert_batch_norm, use_sync_bn
+from semsegpaddle.core.engine.runtime import convert_batch_norm, use_sync_bn
 
 
 def test_sync_bn_is_chosen_only_for_multi_gpu():
@@ -21,7 +21,7 @@ def test_sync_bn_is_chosen_only_for_multi_gpu():
 def test_cpu_multi_process_keeps_batch_norm_and_warns_once():
     import paddle
 
-    from semsegpaddle.core import runtime
+    from semsegpaddle.core.engine import runtime
 
     runtime._warned_cpu_sync_bn = False
     layer = paddle.nn.Sequential(paddle.nn.Conv2D(3, 4, 3), paddle.nn.BatchNorm2D(4))
@@ -52,7 +52,7 @@ def test_two_process_training_on_cpu(tmp_path):
     assert "SyncBatchNorm exists only on GPU" in logs["workerlog.0"]
     metrics = json.loads((out / "metrics.json").read_text())
     # each rank evaluated half of the 4 val images; the summed matrix covers all of them
-    from semsegpaddle.core.plugins import get_registry
+    from semsegpaddle.core.plugin.manager import get_registry
 
     val = get_registry("dataset").get("synthetic").factory("val", image_size=48, num_val=4)
     assert metrics["pixels"] == sum(int((val[i][1] != val.ignore_index).sum()) for i in range(4))

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from semsegpaddle.api import load_model
 from semsegpaddle.cli import cli
 from semsegpaddle.core.errors import SemsegError
-from semsegpaddle.core.export import export_model
+from semsegpaddle.core.inference.export import export_model
 
 from tests.test_cli import TINY
 
@@ -87,8 +87,8 @@ def test_predict_and_export_need_no_dataset_on_disk(trained, tmp_path, monkeypat
     from PIL import Image
 
     import semsegpaddle.api as api
-    from semsegpaddle.core.checkpoint import read_metadata
-    from semsegpaddle.core.interfaces import default_palette
+    from semsegpaddle.core.engine.checkpoint import read_metadata
+    from semsegpaddle.core.model.interfaces import default_palette
 
     def no_data(*args, **kwargs):
         raise DataError("the dataset is not on this machine")

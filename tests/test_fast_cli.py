@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from semsegpaddle import __version__
-from semsegpaddle.core.plugins import BUILTIN_DISTRIBUTION, ENTRY_POINT_GROUP, new_state
+from semsegpaddle.core.plugin.manager import BUILTIN_DISTRIBUTION, ENTRY_POINT_GROUP, new_state
 
 HEAVY = ("paddle", "cv2")
 

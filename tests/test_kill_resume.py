@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from semsegpaddle.core.checkpoint import read_metadata
+from semsegpaddle.core.engine.checkpoint import read_metadata
 
 from tests.packages import plugin_env, semseg
 

@@ -7,10 +7,10 @@ import numpy as np
 import paddle
 import pytest
 
-from semsegpaddle.core.config import config_from_dict, load_config
+from semsegpaddle.core.config.loader import config_from_dict, load_config
 from semsegpaddle.core.errors import ConfigError
-from semsegpaddle.core.losses import create_loss
-from semsegpaddle.core.plugins import get_registry
+from semsegpaddle.core.model.losses import create_loss
+from semsegpaddle.core.plugin.manager import get_registry
 
 
 class FakeModel:

@@ -12,7 +12,7 @@ import paddle
 import pytest
 
 from semsegpaddle.core.errors import SemsegError
-from semsegpaddle.core.plugins import get_registry
+from semsegpaddle.core.plugin.manager import get_registry
 from semsegpaddle.plugins.losses.cross_entropy import ohem_kept
 from semsegpaddle.plugins.losses.options import LossOptionError
 

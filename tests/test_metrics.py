@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from semsegpaddle.core.metrics import ConfusionMatrix, compute_metrics
+from semsegpaddle.core.inference.metrics import ConfusionMatrix, compute_metrics
 
 
 def test_confusion_matrix_skips_ignored_pixels():
@@ -44,8 +44,8 @@ def test_shape_mismatch_raises():
 
 
 def test_evaluation_batches_only_images_of_one_size():
-    from semsegpaddle.core.evaluation import _same_size_batches
-    from semsegpaddle.core.interfaces import SegDataset
+    from semsegpaddle.core.inference.evaluation import _same_size_batches
+    from semsegpaddle.core.model.interfaces import SegDataset
 
     class Mixed(SegDataset):
         num_classes, ignore_index = 2, 255

@@ -9,11 +9,11 @@ import pytest
 from paddle import nn
 
 from semsegpaddle import hookimpl
-from semsegpaddle.core import plugins as plugin_module
+from semsegpaddle.core.plugin import manager as plugin_module
 from semsegpaddle.core.errors import SemsegError
-from semsegpaddle.core.interfaces import Backbone, Decoder, FeatureInfo, FeatureLevel
-from semsegpaddle.core.model import SegmentationModel, check_backbone, create_backbone, create_model
-from semsegpaddle.core.plugins import new_state
+from semsegpaddle.core.model.interfaces import Backbone, Decoder, FeatureInfo, FeatureLevel
+from semsegpaddle.core.model.assembly import SegmentationModel, check_backbone, create_backbone, create_model
+from semsegpaddle.core.plugin.manager import new_state
 
 from tests.conftest import TINY_CONFIG, TinyBackbone, TinyPlugin
 

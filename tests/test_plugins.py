@@ -7,10 +7,10 @@ import pytest
 
 import semsegpaddle
 from semsegpaddle import hookimpl
-from semsegpaddle.core import hookspecs
+from semsegpaddle.core.plugin import hookspecs
 from semsegpaddle.core.errors import DuplicateComponentError, UnknownComponentError
-from semsegpaddle.core.plugins import PluginWarning, new_state
-from semsegpaddle.core.registry import Registry
+from semsegpaddle.core.plugin.manager import PluginWarning, new_state
+from semsegpaddle.core.plugin.registry import Registry
 
 from tests.conftest import TinyBackbone
 
@@ -151,3 +151,22 @@ def test_every_hook_is_documented_in_the_plugin_guide():
     for hook in hooks:
         assert getattr(hookspecs, hook).__doc__, hook
         assert f"`{hook}" in guide, f"{hook} missing from docs/plugins.md"
+
+
+def test_flat_core_module_paths_of_earlier_versions_still_work():
+    """Plugins written against ``semsegpaddle.core.<module>`` keep working after the core's grouping."""
+    import importlib
+
+    from semsegpaddle.core import FLAT_NAMES
+
+    for flat, home in FLAT_NAMES.items():
+        old = importlib.import_module(f"semsegpaddle.core.{flat}")
+        assert old is importlib.import_module(f"semsegpaddle.core.{home}"), flat
+    from semsegpaddle.core.config import load_config
+    from semsegpaddle.core.config.loader import load_config as real
+
+    assert load_config is real
+    from semsegpaddle.core.interfaces import Backbone
+    from semsegpaddle.core.model.interfaces import Backbone as RealBackbone
+
+    assert Backbone is RealBackbone

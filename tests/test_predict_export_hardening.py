@@ -15,10 +15,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from semsegpaddle.core.atomic import atomic_path, staging_dir, write_text_atomic
+from semsegpaddle.core.engine.atomic import atomic_path, staging_dir, write_text_atomic
 from semsegpaddle.core.errors import DataError, SemsegError
-from semsegpaddle.core.image_io import read_image, read_label
-from semsegpaddle.core.prediction import output_names, predict_files
+from semsegpaddle.core.data.image_io import read_image, read_label
+from semsegpaddle.core.inference.prediction import output_names, predict_files
 
 #: a small real model from the built-in plugins, so the real CLI in a subprocess can build it
 SMALL_RUN = ["model.backbone.name=resnet", "model.backbone.depth=18", "model.decoder.channels=16",
@@ -97,7 +97,7 @@ def test_atomic_writes_follow_the_umask_and_keep_an_existing_mode(tmp_path):
 
 
 def test_predict_from_a_checkpoint_alone_never_touches_its_inputs(run_dir, tmp_path):
-    from semsegpaddle.core.checkpoint import read_metadata
+    from semsegpaddle.core.engine.checkpoint import read_metadata
 
     images, other = tmp_path / "imgs", tmp_path / "other"
     images.mkdir(), other.mkdir()
@@ -178,7 +178,7 @@ def test_a_given_config_or_override_wins_over_the_stored_one(run_dir, tmp_path):
 def test_a_checkpoint_without_a_config_asks_for_one(tmp_path, tiny_plugins):
     from semsegpaddle.api import config_from_dict, create_model
     from semsegpaddle.cli import cli
-    from semsegpaddle.core.checkpoint import save_weights
+    from semsegpaddle.core.engine.checkpoint import save_weights
 
     from tests.conftest import TINY_CONFIG
 
@@ -192,8 +192,8 @@ def test_a_checkpoint_without_a_config_asks_for_one(tmp_path, tiny_plugins):
 
 def test_onnx_conversion_skips_the_installing_step_and_debug_shows_the_log(tmp_path, capfd):
     pytest.importorskip("paddle2onnx")
-    from semsegpaddle.core.export import export_model
-    from semsegpaddle.core.model import SegmentationModel
+    from semsegpaddle.core.inference.export import export_model
+    from semsegpaddle.core.model.assembly import SegmentationModel
     from semsegpaddle.plugins.decoders.deeplab import DeepLabV3
 
     from tests.conftest import TinyBackbone
@@ -213,8 +213,8 @@ def test_onnx_conversion_skips_the_installing_step_and_debug_shows_the_log(tmp_p
 
 def test_a_failed_onnx_conversion_is_one_line_with_its_cause(tmp_path, monkeypatch):
     paddle2onnx = pytest.importorskip("paddle2onnx")
-    from semsegpaddle.core.export import export_model
-    from semsegpaddle.core.model import SegmentationModel
+    from semsegpaddle.core.inference.export import export_model
+    from semsegpaddle.core.model.assembly import SegmentationModel
     from semsegpaddle.plugins.decoders.deeplab import DeepLabV3
 
     from tests.conftest import TinyBackbone
@@ -334,7 +334,7 @@ def test_out_of_range_and_unreadable_images_are_named(tmp_path):
 
 
 def test_predict_feeds_a_16_bit_png_by_its_value_range(tmp_path, monkeypatch):
-    import semsegpaddle.core.prediction as prediction
+    import semsegpaddle.core.inference.prediction as prediction
 
     seen = []
 

@@ -10,9 +10,9 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from semsegpaddle.api import evaluate, train
-from semsegpaddle.core import engine
-from semsegpaddle.core.checkpoint import NonFiniteWeightsError, read_metadata, save_checkpoint
-from semsegpaddle.core.config import config_from_dict
+from semsegpaddle.core.engine import trainer as engine
+from semsegpaddle.core.engine.checkpoint import NonFiniteWeightsError, read_metadata, save_checkpoint
+from semsegpaddle.core.config.loader import config_from_dict
 from semsegpaddle.core.errors import SemsegError
 
 from tests.conftest import TINY_CONFIG

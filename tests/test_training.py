@@ -8,10 +8,10 @@ import pytest
 from safetensors.numpy import load_file
 
 from semsegpaddle.api import evaluate, train
-from semsegpaddle.core import atomic
-from semsegpaddle.core.checkpoint import read_metadata, save_weights
-from semsegpaddle.core.config import config_from_dict, load_config
-from semsegpaddle.core.data import StepBatches
+from semsegpaddle.core.engine import atomic
+from semsegpaddle.core.engine.checkpoint import read_metadata, save_weights
+from semsegpaddle.core.config.loader import config_from_dict, load_config
+from semsegpaddle.core.data.datasets import StepBatches
 
 from tests.conftest import TINY_CONFIG
 
@@ -82,7 +82,7 @@ def test_resume_continues_to_the_same_weights(tmp_path, tiny_plugins):
 
 
 def _train_until(config, stop_step):
-    from semsegpaddle.core import engine
+    from semsegpaddle.core.engine import trainer as engine
 
     original = engine.train_loader
 

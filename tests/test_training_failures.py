@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from semsegpaddle.core.checkpoint import read_metadata
+from semsegpaddle.core.engine.checkpoint import read_metadata
 
 from tests.packages import plugin_env, semseg
 

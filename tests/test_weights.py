@@ -11,9 +11,9 @@ from safetensors.numpy import load_file, save_file
 
 from semsegpaddle.api import create_backbone, create_model
 from semsegpaddle.cli import cli
-from semsegpaddle.core.config import load_config
+from semsegpaddle.core.config.loader import load_config
 from semsegpaddle.core.errors import SemsegError
-from semsegpaddle.core.weights import read_checkpoint, torch_to_paddle_names
+from semsegpaddle.core.model.weights import read_checkpoint, torch_to_paddle_names
 
 from tests.parity import compare_features, torch_state_numpy
 
@@ -43,7 +43,7 @@ def test_convert_weights_cli_reports_and_output_matches_reference(timm_resnet18,
     assert result.exit_code == 0, result.output
     ours = create_backbone("resnet", depth=18)
     assert f"loaded {len(ours.state_dict())} tensors" in result.output and "missing" not in result.output
-    from semsegpaddle.core.weights import load_into
+    from semsegpaddle.core.model.weights import load_into
 
     load_into(ours, load_file(str(target)), strict=True)
     ours.eval()

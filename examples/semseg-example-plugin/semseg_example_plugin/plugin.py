@@ -7,7 +7,7 @@ import paddle.nn.functional as F
 from paddle import nn
 
 from semsegpaddle import hookimpl
-from semsegpaddle.core.interfaces import Backbone, Decoder, FeatureInfo, FeatureLevel, SegDataset, default_palette
+from semsegpaddle.core.model.interfaces import Backbone, Decoder, FeatureInfo, FeatureLevel, SegDataset, default_palette
 
 
 class TinyCNN(Backbone):

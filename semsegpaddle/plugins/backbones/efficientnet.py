@@ -35,7 +35,7 @@ def convert_efficientnet(state: dict[str, Any], options: dict[str, Any]) -> dict
     The names already match; only the head (``conv_head``, top-level ``bn2``, ``classifier``) is
     dropped and BatchNorm buffers are renamed.
     """
-    from semsegpaddle.core.weights import drop_prefixes, torch_to_paddle_names
+    from semsegpaddle.core.model.weights import drop_prefixes, torch_to_paddle_names
 
     return torch_to_paddle_names(drop_prefixes(state, _HEAD_PREFIXES))
 

@@ -40,7 +40,7 @@ def convert_hrnet(state: dict[str, Any], options: dict) -> dict[str, Any]:
     The names already match; only the classification head is dropped and the BatchNorm buffers
     renamed. ``options`` is unused: ``output_stride`` adds no parameters.
     """
-    from semsegpaddle.core.weights import drop_prefixes, torch_to_paddle_names
+    from semsegpaddle.core.model.weights import drop_prefixes, torch_to_paddle_names
 
     return torch_to_paddle_names(drop_prefixes(state, CLASSIFIER_PREFIXES))
 

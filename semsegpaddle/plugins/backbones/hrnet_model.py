@@ -21,8 +21,8 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
-from semsegpaddle.core.backbone_options import check_common_options
-from semsegpaddle.core.interfaces import Backbone, FeatureInfo, FeatureLevel
+from semsegpaddle.core.model.backbone_options import check_common_options
+from semsegpaddle.core.model.interfaces import Backbone, FeatureInfo, FeatureLevel
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ def build_resnet(
     freeze_bn_stats: bool = False,
 ):
     """ResNet-18/34/50/101/152 (v1.5 strided 3×3), with the standard, v1c or v1d stem."""
-    from semsegpaddle.core.backbone_options import invalid_option
+    from semsegpaddle.core.model.backbone_options import invalid_option
     from semsegpaddle.plugins.backbones.resnet_model import RESNET_DEPTHS, ResNet
 
     if depth not in RESNET_DEPTHS or isinstance(depth, bool):
@@ -49,7 +49,7 @@ def build_resnext(
     freeze_bn_stats: bool = False,
 ):
     """ResNeXt-50 32×4d, -101 32×8d or -101 64×4d, with the standard, v1c or v1d stem."""
-    from semsegpaddle.core.backbone_options import invalid_option
+    from semsegpaddle.core.model.backbone_options import invalid_option
     from semsegpaddle.plugins.backbones.resnet_model import RESNEXT_VARIANTS, ResNet
 
     if variant not in RESNEXT_VARIANTS:
@@ -62,7 +62,7 @@ def build_resnext(
 
 def convert_resnet(state: dict[str, Any], options: dict) -> dict[str, Any]:
     """timm or torchvision ResNet/ResNeXt state dict -> our names (same names, minus ``fc.``)."""
-    from semsegpaddle.core.weights import drop_prefixes, torch_to_paddle_names
+    from semsegpaddle.core.model.weights import drop_prefixes, torch_to_paddle_names
 
     return torch_to_paddle_names(drop_prefixes(state, ("fc.",)))
 

@@ -16,8 +16,8 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
-from semsegpaddle.core.backbone_options import check_common_options, invalid_option
-from semsegpaddle.core.interfaces import Backbone, FeatureInfo, FeatureLevel
+from semsegpaddle.core.model.backbone_options import check_common_options, invalid_option
+from semsegpaddle.core.model.interfaces import Backbone, FeatureInfo, FeatureLevel
 
 #: depth -> (block kind, blocks per stage)
 RESNET_DEPTHS: dict[int, tuple[str, tuple[int, int, int, int]]] = {

@@ -5,8 +5,8 @@ from __future__ import annotations
 import paddle
 from paddle import nn
 
-from semsegpaddle.core.interfaces import Decoder, FeatureInfo
-from semsegpaddle.core.layers import ConvBNReLU, SeparableConvBNReLU, resize_to, spatial_size
+from semsegpaddle.core.model.interfaces import Decoder, FeatureInfo
+from semsegpaddle.core.model.layers import ConvBNReLU, SeparableConvBNReLU, resize_to, spatial_size
 from semsegpaddle.plugins.decoders.deeplab_head import ASPP, aspp_rates
 from semsegpaddle.plugins.decoders.levels import (
     check_dropout, check_positive, level_index, nearest_stride_level,

@@ -13,8 +13,8 @@ import paddle.nn.functional as F
 from paddle import nn
 
 from semsegpaddle.core.errors import ConfigError
-from semsegpaddle.core.interfaces import Decoder, FeatureInfo
-from semsegpaddle.core.layers import ConvBNReLU
+from semsegpaddle.core.model.interfaces import Decoder, FeatureInfo
+from semsegpaddle.core.model.layers import ConvBNReLU
 from semsegpaddle.plugins.decoders.graph_ops import batch_size, flatten_pixels, pixel_count, unflatten_like
 from semsegpaddle.plugins.decoders.jpu import JPU
 from semsegpaddle.plugins.decoders.levels import check_dropout, check_positive

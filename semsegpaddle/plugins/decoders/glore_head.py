@@ -6,8 +6,8 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
-from semsegpaddle.core.interfaces import Decoder, FeatureInfo
-from semsegpaddle.core.layers import ConvBNReLU
+from semsegpaddle.core.model.interfaces import Decoder, FeatureInfo
+from semsegpaddle.core.model.layers import ConvBNReLU
 from semsegpaddle.plugins.decoders.graph_ops import flatten_pixels, pixel_count, unflatten_like
 from semsegpaddle.plugins.decoders.levels import check_dropout, check_positive, level_index
 

@@ -7,7 +7,7 @@ from typing import Sequence
 import paddle
 from paddle import nn
 
-from semsegpaddle.core.layers import ConvBNReLU, resize_to, spatial_size
+from semsegpaddle.core.model.layers import ConvBNReLU, resize_to, spatial_size
 
 
 class JPUSeparableConv(nn.Sequential):

@@ -4,8 +4,8 @@ from __future__ import annotations
 import paddle
 from paddle import nn
 
-from semsegpaddle.core.interfaces import Decoder, FeatureInfo
-from semsegpaddle.core.layers import ConvBNReLU, resize_to, spatial_size
+from semsegpaddle.core.model.interfaces import Decoder, FeatureInfo
+from semsegpaddle.core.model.layers import ConvBNReLU, resize_to, spatial_size
 from semsegpaddle.plugins.decoders.levels import check_dropout, check_positive, check_positive_list, level_index
 
 

@@ -12,17 +12,17 @@ from typing import Any
 import paddle
 from tqdm import tqdm
 
-from semsegpaddle.core.atomic import write_text_atomic
-from semsegpaddle.core.checkpoint import label_space, restore_training_state, save_checkpoint, save_weights
-from semsegpaddle.core.data import create_dataset, train_loader
+from semsegpaddle.core.engine.atomic import write_text_atomic
+from semsegpaddle.core.engine.checkpoint import label_space, restore_training_state, save_checkpoint, save_weights
+from semsegpaddle.core.data.datasets import create_dataset, train_loader
 from semsegpaddle.core.errors import SemsegError
-from semsegpaddle.core.evaluation import evaluate
-from semsegpaddle.core.interrupt import TrainingStopped, stop_on_signals
-from semsegpaddle.core.losses import create_loss
-from semsegpaddle.core.metrics import Metrics
-from semsegpaddle.core.model import create_model
-from semsegpaddle.core.run_folder import BEST, EVAL_LOG, LAST, METRICS, TRAIN_LOG, RunFolder
-from semsegpaddle.core.runtime import (DistEnv, choose_device, convert_batch_norm, init_distributed,
+from semsegpaddle.core.inference.evaluation import evaluate
+from semsegpaddle.core.engine.interrupt import TrainingStopped, stop_on_signals
+from semsegpaddle.core.model.losses import create_loss
+from semsegpaddle.core.inference.metrics import Metrics
+from semsegpaddle.core.model.assembly import create_model
+from semsegpaddle.core.engine.run_folder import BEST, EVAL_LOG, LAST, METRICS, TRAIN_LOG, RunFolder
+from semsegpaddle.core.engine.runtime import (DistEnv, choose_device, convert_batch_norm, init_distributed,
                                        quiet_paddle, seed_everything, set_threads)
 
 

@@ -2,7 +2,7 @@
 
 - One training process at a time: an exclusive lock (``.lock``, released by the OS when the
   process ends, however it ends).
-- Checkpoints are single files written atomically (see :mod:`semsegpaddle.core.checkpoint`), so
+- Checkpoints are single files written atomically (see :mod:`semsegpaddle.core.engine.checkpoint`), so
   resuming always finds a consistent one; temporaries of a killed writer are swept away.
 - Logs hold the records of one run: ``--overwrite`` removes the earlier run's files, and a
   resume drops the records of steps after its checkpoint before replaying them.
@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
-from semsegpaddle.core.atomic import write_text_atomic
+from semsegpaddle.core.engine.atomic import write_text_atomic
 from semsegpaddle.core.errors import SemsegError
 
 LAST = "model_last.safetensors"

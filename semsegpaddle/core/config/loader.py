@@ -28,8 +28,8 @@ from typing import Any, Iterable
 import yaml
 
 from semsegpaddle.core.errors import ConfigError, SemsegError, did_you_mean
-from semsegpaddle.core.schema import SCHEMA, ComponentList, ComponentSection, Key, schema_defaults
-from semsegpaddle.core.typecheck import first_non_finite, is_path_annotation, type_matches, type_name
+from semsegpaddle.core.config.schema import SCHEMA, ComponentList, ComponentSection, Key, schema_defaults
+from semsegpaddle.core.config.typecheck import first_non_finite, is_path_annotation, type_matches, type_name
 
 PACKAGED_DIR = Path(__file__).parent / "configs"
 COMMAND_LINE = "command line"
@@ -74,14 +74,14 @@ def _plain(node: Any) -> Any:
 
 def packaged_configs() -> list[str]:
     """Names of the packaged configs: semsegpaddle's own and those plugins register."""
-    from semsegpaddle.core.plugins import load_plugins
+    from semsegpaddle.core.plugin.manager import load_plugins
 
     return load_plugins().configs.names()
 
 
 def resolve_config_path(name_or_path: str | Path, relative_to: Path | None = None) -> Path:
     """A config file from a path (relative to ``relative_to`` if given) or a packaged config name."""
-    from semsegpaddle.core.plugins import load_plugins
+    from semsegpaddle.core.plugin.manager import load_plugins
 
     text = str(name_or_path)
     candidates = [relative_to / text] if relative_to is not None else []
@@ -351,7 +351,7 @@ def _resolve_path(config: Config, dotted: str, value: Any) -> Any:
 
 
 def _validate_component(config: Config, dotted: str, section: Any, spec: ComponentSection) -> dict[str, Any]:
-    from semsegpaddle.core.plugins import get_registry
+    from semsegpaddle.core.plugin.manager import get_registry
 
     section = {} if section is None else section
     if not isinstance(section, dict):
@@ -407,7 +407,7 @@ def build_component(config: dict[str, Any], dotted: str, kind: str, *args: Any, 
     its cause (``semseg --debug`` shows the traceback). Errors that already speak to the user
     (SemsegError) pass unchanged.
     """
-    from semsegpaddle.core.plugins import get_registry
+    from semsegpaddle.core.plugin.manager import get_registry
 
     section = Config.select(config, dotted)  # type: ignore[arg-type]  # works on any nested mapping
     component = get_registry(kind).get(section["name"])

@@ -22,10 +22,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from semsegpaddle.core.atomic import atomic_path
+from semsegpaddle.core.engine.atomic import atomic_path
 from semsegpaddle.core.errors import DataError, SemsegError
-from semsegpaddle.core.evaluation import predict_batch
-from semsegpaddle.core.image_io import read_image
+from semsegpaddle.core.inference.evaluation import predict_batch
+from semsegpaddle.core.data.image_io import read_image
 
 __all__ = ["read_image", "save_mask", "blend", "output_names", "predict_files", "PredictionError"]
 

@@ -7,11 +7,11 @@ import numpy as np
 import paddle
 from tqdm import tqdm
 
-from semsegpaddle.core.data import checked_sample
-from semsegpaddle.core.interfaces import SegDataset
-from semsegpaddle.core.metrics import ConfusionMatrix, Metrics, compute_metrics
-from semsegpaddle.core.runtime import DistEnv
-from semsegpaddle.core.transforms import to_model_input
+from semsegpaddle.core.data.datasets import checked_sample
+from semsegpaddle.core.model.interfaces import SegDataset
+from semsegpaddle.core.inference.metrics import ConfusionMatrix, Metrics, compute_metrics
+from semsegpaddle.core.engine.runtime import DistEnv
+from semsegpaddle.core.data.transforms import to_model_input
 
 
 @paddle.no_grad()

@@ -39,9 +39,9 @@ def semseg_register_backbones(register: Callable[..., None]) -> None:
     """Contribute backbones.
 
     Called once when plugins are loaded. Call ``register(name, factory, options=..., ...)`` once per
-    backbone (see :meth:`semsegpaddle.core.registry.Registry.add` for the arguments). ``factory``
+    backbone (see :meth:`semsegpaddle.core.plugin.registry.Registry.add` for the arguments). ``factory``
     is called with the options from the config's ``model.backbone`` section (minus ``name`` and
-    ``pretrained``) and must return a :class:`semsegpaddle.core.interfaces.Backbone`, whose
+    ``pretrained``) and must return a :class:`semsegpaddle.core.model.interfaces.Backbone`, whose
     ``feature_info`` declares each returned level's channels and stride. A backbone may pass
     ``convert_weights=fn``: ``fn(state, options)`` turns a timm/torchvision state dict (name ->
     numpy array) into this backbone's parameter names, so ``semseg convert-weights`` can import it.
@@ -54,8 +54,8 @@ def semseg_register_decoders(register: Callable[..., None]) -> None:
 
     Called once when plugins are loaded. Call ``register(name, factory, options=..., ...)`` once per
     decoder. ``factory(feature_info, num_classes, **options)`` receives the backbone's
-    :class:`~semsegpaddle.core.interfaces.FeatureInfo` (never the backbone itself) and must return
-    a :class:`~semsegpaddle.core.interfaces.Decoder`.
+    :class:`~semsegpaddle.core.model.interfaces.FeatureInfo` (never the backbone itself) and must return
+    a :class:`~semsegpaddle.core.model.interfaces.Decoder`.
     """
 
 
@@ -65,7 +65,7 @@ def semseg_register_datasets(register: Callable[..., None]) -> None:
 
     Called once when plugins are loaded. Call ``register(name, factory, options=..., ...)`` once per
     dataset. ``factory(split, **options)`` gets ``split`` ("train", "val", ...) and must return a
-    :class:`~semsegpaddle.core.interfaces.SegDataset`: pairs of uint8 H×W×3 images and integer H×W
+    :class:`~semsegpaddle.core.model.interfaces.SegDataset`: pairs of uint8 H×W×3 images and integer H×W
     labels, plus ``num_classes``, ``ignore_index``, ``class_names`` and ``palette``.
     """
 

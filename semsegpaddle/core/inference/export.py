@@ -12,8 +12,8 @@ import numpy as np
 import paddle
 from paddle.static import InputSpec
 
-from semsegpaddle.core.atomic import staging_dir
-from semsegpaddle.core.capture import Captured, captured_output
+from semsegpaddle.core.engine.atomic import staging_dir
+from semsegpaddle.core.inference.capture import Captured, captured_output
 from semsegpaddle.core.errors import SemsegError
 
 MODEL_PREFIX = "model"

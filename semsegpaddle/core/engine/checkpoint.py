@@ -24,7 +24,7 @@ import paddle
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
-from semsegpaddle.core.atomic import atomic_path
+from semsegpaddle.core.engine.atomic import atomic_path
 from semsegpaddle.core.errors import SemsegError
 
 FORMAT = "semsegpaddle-model"
@@ -133,7 +133,7 @@ def model_tensors(path: str | Path) -> dict[str, np.ndarray]:
 
 def load_weights(model: paddle.nn.Layer, path: str | Path) -> None:
     """Load a checkpoint's model weights strictly (every key present, every shape equal)."""
-    from semsegpaddle.core.weights import load_into
+    from semsegpaddle.core.model.weights import load_into
 
     load_into(model, model_tensors(path), strict=True, source=str(path))
 
@@ -168,7 +168,7 @@ def restore_training_state(path: str | Path, model: paddle.nn.Layer, optimizer: 
     whose optimizer state does not fit this optimizer (a changed ``train.optimizer``, frozen
     stages, model), raises a one-line error and leaves the objects as they were.
     """
-    from semsegpaddle.core.weights import load_into
+    from semsegpaddle.core.model.weights import load_into
 
     meta = read_metadata(path)
     if "scheduler" not in meta or "step" not in meta:

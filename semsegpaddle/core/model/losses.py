@@ -13,9 +13,9 @@ from typing import Any, Callable, Sequence
 
 import paddle
 
-from semsegpaddle.core.config import build_component
-from semsegpaddle.core.plugins import get_registry
-from semsegpaddle.core.schema import SCHEMA
+from semsegpaddle.core.config.loader import build_component
+from semsegpaddle.core.plugin.manager import get_registry
+from semsegpaddle.core.config.schema import SCHEMA
 
 LossFn = Callable[[paddle.Tensor, paddle.Tensor], paddle.Tensor]
 

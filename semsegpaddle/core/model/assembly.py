@@ -8,12 +8,12 @@ import numpy as np
 import paddle
 from paddle import nn
 
-from semsegpaddle.core.config import build_component, component_options
+from semsegpaddle.core.config.loader import build_component, component_options
 from semsegpaddle.core.errors import SemsegError
-from semsegpaddle.core.interfaces import Backbone, Decoder, FeatureInfo
-from semsegpaddle.core.layers import ConvBNReLU, resize_to, spatial_size
-from semsegpaddle.core.plugins import get_registry
-from semsegpaddle.core.schema import SCHEMA
+from semsegpaddle.core.model.interfaces import Backbone, Decoder, FeatureInfo
+from semsegpaddle.core.model.layers import ConvBNReLU, resize_to, spatial_size
+from semsegpaddle.core.plugin.manager import get_registry
+from semsegpaddle.core.config.schema import SCHEMA
 
 
 class FCNAuxHead(nn.Layer):
@@ -170,7 +170,7 @@ def create_model(config: dict[str, Any], num_classes: int, pretrained: bool = Tr
     backbone = check_backbone(build_component(config, "model.backbone", "backbone", extra=backbone_extra),
                               backbone_cfg["name"], component.plugin)
     if pretrained and backbone_cfg.get("pretrained"):
-        from semsegpaddle.core.weights import load_backbone_pretrained
+        from semsegpaddle.core.model.weights import load_backbone_pretrained
 
         load_backbone_pretrained(backbone, backbone_cfg["name"], backbone_cfg["pretrained"],
                                  component_options(backbone_cfg, backbone_extra))

@@ -144,7 +144,7 @@ def load_backbone_pretrained(backbone: Any, name: str, path: str, options: Mappi
 
     Every backbone parameter must be found; leftovers (e.g. a classifier) are reported, not fatal.
     """
-    from semsegpaddle.core.plugins import get_registry
+    from semsegpaddle.core.plugin.manager import get_registry
 
     state = read_checkpoint(path)
     if not _looks_native(backbone, state):
@@ -168,9 +168,9 @@ def convert_weights_file(name: str, source: str, destination: str, options: Mapp
 
     from safetensors.numpy import save_file
 
-    from semsegpaddle.core.atomic import atomic_path
-    from semsegpaddle.core.model import create_backbone
-    from semsegpaddle.core.plugins import get_registry
+    from semsegpaddle.core.engine.atomic import atomic_path
+    from semsegpaddle.core.model.assembly import create_backbone
+    from semsegpaddle.core.plugin.manager import get_registry
 
     options = dict(options or {})
     component = get_registry("backbone").get(name)

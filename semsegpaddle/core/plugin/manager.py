@@ -26,13 +26,13 @@ from typing import Any, Callable
 
 import pluggy
 
-from semsegpaddle.core import hookspecs
-from semsegpaddle.core.config import PACKAGED_DIR
+from semsegpaddle.core.plugin import hookspecs
+from semsegpaddle.core.config.loader import PACKAGED_DIR
 from semsegpaddle.core.errors import DuplicateComponentError
-from semsegpaddle.core.plugin_failures import (PluginFailure, caller_location, describe, error_location,
+from semsegpaddle.core.plugin.failures import (PluginFailure, caller_location, describe, error_location,
                                                format_traceback, hook_problems, module_roots, plugin_module,
                                                plugin_roots)
-from semsegpaddle.core.registry import ConfigFiles, Registry
+from semsegpaddle.core.plugin.registry import ConfigFiles, Registry
 
 ENTRY_POINT_GROUP = "semsegpaddle"
 BUILTIN_DISTRIBUTION = "semsegpaddle"

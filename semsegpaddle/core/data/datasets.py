@@ -6,12 +6,12 @@ from typing import Any, Iterator
 import numpy as np
 import paddle
 
-from semsegpaddle.core.config import build_component
+from semsegpaddle.core.config.loader import build_component
 from semsegpaddle.core.errors import DataError
-from semsegpaddle.core.interfaces import SegDataset
-from semsegpaddle.core.loader import iterate_batches
-from semsegpaddle.core.schema import SCHEMA
-from semsegpaddle.core.transforms import TrainTransform, to_model_input
+from semsegpaddle.core.model.interfaces import SegDataset
+from semsegpaddle.core.data.loader import iterate_batches
+from semsegpaddle.core.config.schema import SCHEMA
+from semsegpaddle.core.data.transforms import TrainTransform, to_model_input
 
 
 def create_dataset(config: dict[str, Any], split: str) -> SegDataset:

@@ -1,0 +1,1 @@
+"""Inference: evaluation over a dataset, metrics, prediction of image files, export."""
