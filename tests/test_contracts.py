@@ -89,3 +89,36 @@ def test_every_backbone_exports_with_a_dynamic_input(name, tmp_path):
     report = export_model(model, tmp_path / name, ["a", "b", "c", "d"], np.zeros((4, 3), np.uint8))
     assert set(report.max_abs_error) == {"64x64", "48x80"}
     assert max(report.max_abs_error.values()) <= 1e-4
+
+
+_BACKBONES: dict[tuple[str, int], object] = {}
+
+
+def _backbone(name: str, output_stride: int):
+    """One backbone per (family, output stride), shared by the decoder contract tests."""
+    key = (name, output_stride)
+    if key not in _BACKBONES:
+        _BACKBONES[key] = REGISTRIES["backbone"].get(name).factory(output_stride=output_stride, **SMALL.get(name, {}))
+    return _BACKBONES[key]
+
+
+@pytest.mark.parametrize("decoder", REGISTRIES["decoder"].names())
+@pytest.mark.parametrize("backbone", ["resnet", "resnext", "hrnet", "efficientnet"])
+@pytest.mark.parametrize("output_stride", [8, 16])
+def test_every_decoder_builds_on_every_backbone_family(decoder, backbone, output_stride):
+    """Default options, real backbone features: logits at the input size in eval, every output in training."""
+    from semsegpaddle.core.model.assembly import SegmentationModel
+    from semsegpaddle.core.config.schema import IMAGENET_MEAN, IMAGENET_STD
+
+    features_from = _backbone(backbone, output_stride)
+    head = REGISTRIES["decoder"].get(decoder).factory(features_from.feature_info, 5)
+    model = SegmentationModel(features_from, head, 5, IMAGENET_MEAN, IMAGENET_STD, aux_level=2)
+    images = paddle.rand([2, 3, 48, 64]) * 255
+    model.eval()
+    with paddle.no_grad():
+        assert model(images).shape == [2, 5, 48, 64]
+    model.train()
+    outputs = model(images)
+    assert len(outputs) == len(model.loss_weights) == len(model.output_losses)
+    for output, named_loss in zip(outputs, model.output_losses):
+        assert output.shape == ([2, 5, 48, 64] if named_loss is None else [2, 5])
