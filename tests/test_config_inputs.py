@@ -247,13 +247,15 @@ def test_path_option_type_is_checked(inputs_plugin):
         load_config(BASE, ["dataset.name=needs_root", "dataset.root=5"])
 
 
-def test_plugin_configs_resolve_by_name_and_in_base(tmp_path, inputs_plugin):
+def test_plugin_configs_resolve_by_name_and_in_base(tmp_path, inputs_plugin, monkeypatch):
     folder, caught = inputs_plugin
+    monkeypatch.chdir(tmp_path)
     assert resolve_config_path("inputs_demo") == folder / "inputs_demo.yaml"
     config = load_config("inputs_demo")
-    assert config["dataset"]["root"] == str(folder / "data")
-    child = write(tmp_path / "child.yaml", "_base_: inputs_demo\ntrain:\n  iters: 4\n")
-    assert load_config(child)["dataset"]["root"] == str(folder / "data")
+    # a packaged config's relative paths are templates for the user's working folder
+    assert config["dataset"]["root"] == str(tmp_path / "data")
+    child = write(tmp_path / "exp" / "child.yaml", "_base_: inputs_demo\ntrain:\n  iters: 4\n")
+    assert load_config(child)["dataset"]["root"] == str(tmp_path / "data")
     # the name semsegpaddle's own config has stays with it; the newcomer is told
     assert resolve_config_path(BASE).parent.name == "configs" and resolve_config_path(BASE).parent != folder
     assert any(m.startswith(f"plugin 'inputs-test': config '{BASE}' is registered twice: plugin 'semsegpaddle'")

@@ -342,12 +342,21 @@ def _check_value(config: Config, dotted: str, value: Any, annotation: Any) -> No
 
 def _resolve_path(config: Config, dotted: str, value: Any) -> Any:
     """An absolute str path: relative to the folder of the file that set ``dotted``, else to the
-    current folder (command line, defaults, Python dicts)."""
+    current folder (command line, defaults, Python dicts, and packaged configs, whose paths such as
+    ``dataset.root: data/cityscapes`` are templates for the user's working folder)."""
     if not isinstance(value, (str, os.PathLike)):
         return value
     source = config.source_of(dotted)
-    base = Path(source).parent if os.path.isabs(source) else Path.cwd()
+    in_file = os.path.isabs(source) and not _is_packaged(Path(source))
+    base = Path(source).parent if in_file else Path.cwd()
     return os.path.abspath(base / Path(value).expanduser())
+
+
+def _is_packaged(path: Path) -> bool:
+    from semsegpaddle.core.plugin.manager import load_plugins
+
+    registry = load_plugins().configs
+    return any(Path(registry.find(name).path).resolve() == path.resolve() for name in registry.names())
 
 
 def _validate_component(config: Config, dotted: str, section: Any, spec: ComponentSection) -> dict[str, Any]:
