@@ -14,6 +14,7 @@ import importlib
 import importlib.abc
 import importlib.util
 import sys
+from typing import Any, Callable, Iterable
 
 #: earlier flat module name -> its module now
 FLAT_NAMES = {
@@ -51,3 +52,19 @@ class _FlatNames(importlib.abc.MetaPathFinder):
 
 if not any(isinstance(finder, _FlatNames) for finder in sys.meta_path):
     sys.meta_path.append(_FlatNames())
+
+
+def lazy_attributes(module: str, names: Iterable[str] | None = None) -> Callable[[str], Any]:
+    """A module-level ``__getattr__`` serving the attributes of ``module`` (all, or ``names``),
+    imported on first access: light modules can offer what a heavy sibling defines."""
+    allowed = None if names is None else frozenset(names)
+
+    def __getattr__(name: str) -> Any:
+        if allowed is None or name in allowed:
+            try:
+                return getattr(importlib.import_module(module), name)
+            except AttributeError:
+                pass
+        raise AttributeError(f"module has no attribute {name!r}")
+
+    return __getattr__

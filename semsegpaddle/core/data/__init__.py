@@ -3,18 +3,6 @@
 
 ``semsegpaddle.core.data`` also offers the public names of :mod:`semsegpaddle.core.data.datasets` (loaded on first use).
 """
-from __future__ import annotations
+from semsegpaddle.core import lazy_attributes
 
-from typing import Any
-
-_MODULE = "semsegpaddle.core.data.datasets"
-
-
-def __getattr__(name: str) -> Any:
-    import importlib
-
-    module = importlib.import_module(_MODULE)
-    try:
-        return getattr(module, name)
-    except AttributeError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+__getattr__ = lazy_attributes("semsegpaddle.core.data.datasets")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from semsegpaddle import hookimpl
+from semsegpaddle.core import lazy_attributes
 
 _HEAD_PREFIXES = ("conv_head.", "bn2.", "classifier.")
 #: names defined in efficientnet_model, served lazily by ``__getattr__``
@@ -40,13 +41,7 @@ def convert_efficientnet(state: dict[str, Any], options: dict[str, Any]) -> dict
     return torch_to_paddle_names(drop_prefixes(state, _HEAD_PREFIXES))
 
 
-def __getattr__(name: str) -> Any:
-    """The model classes and helpers of ``efficientnet_model``, imported on first access."""
-    if name in _MODEL_NAMES:
-        from semsegpaddle.plugins.backbones import efficientnet_model
-
-        return getattr(efficientnet_model, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes("semsegpaddle.plugins.backbones.efficientnet_model", _MODEL_NAMES)
 
 
 OPTIONS = {

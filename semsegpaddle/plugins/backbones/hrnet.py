@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from semsegpaddle import hookimpl
+from semsegpaddle.core import lazy_attributes
 
 # timm's ImageNet classification head, which segmentation does not use
 CLASSIFIER_PREFIXES = ("incre_modules.", "downsamp_modules.", "final_layer.", "classifier.")
@@ -45,13 +46,7 @@ def convert_hrnet(state: dict[str, Any], options: dict) -> dict[str, Any]:
     return torch_to_paddle_names(drop_prefixes(state, CLASSIFIER_PREFIXES))
 
 
-def __getattr__(name: str) -> Any:
-    """The model classes and tables of ``hrnet_model``, imported on first access."""
-    if name in _MODEL_NAMES:
-        from semsegpaddle.plugins.backbones import hrnet_model
-
-        return getattr(hrnet_model, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes("semsegpaddle.plugins.backbones.hrnet_model", _MODEL_NAMES)
 
 
 @hookimpl

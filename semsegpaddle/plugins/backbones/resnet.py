@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from semsegpaddle import hookimpl
+from semsegpaddle.core import lazy_attributes
 
 #: names defined in resnet_model, served lazily by ``__getattr__``
 _MODEL_NAMES = ("RESNET_DEPTHS", "RESNEXT_VARIANTS", "STEMS", "STAGE_PLANES", "BasicBlock", "Bottleneck", "ResNet")
@@ -67,13 +68,7 @@ def convert_resnet(state: dict[str, Any], options: dict) -> dict[str, Any]:
     return torch_to_paddle_names(drop_prefixes(state, ("fc.",)))
 
 
-def __getattr__(name: str) -> Any:
-    """The model classes and tables of ``resnet_model``, imported on first access."""
-    if name in _MODEL_NAMES:
-        from semsegpaddle.plugins.backbones import resnet_model
-
-        return getattr(resnet_model, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes("semsegpaddle.plugins.backbones.resnet_model", _MODEL_NAMES)
 
 
 _COMMON_OPTIONS = {

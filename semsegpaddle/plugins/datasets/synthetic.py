@@ -10,21 +10,15 @@ dataset is built, so ``semseg --help``, ``list`` and ``config`` stay fast.
 from __future__ import annotations
 
 import numbers
-from typing import Any
 
 from semsegpaddle import hookimpl
+from semsegpaddle.core import lazy_attributes
 
 #: names defined in synthetic_scenes, served lazily by ``__getattr__``
 _SCENE_NAMES = ("CLASS_NAMES", "SPLITS", "IGNORE_INDEX", "SyntheticObject", "SyntheticDataset")
 
 
-def __getattr__(name: str) -> Any:
-    """The dataset class and constants of ``synthetic_scenes``, imported on first access."""
-    if name in _SCENE_NAMES:
-        from semsegpaddle.plugins.datasets import synthetic_scenes
-
-        return getattr(synthetic_scenes, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes("semsegpaddle.plugins.datasets.synthetic_scenes", _SCENE_NAMES)
 
 
 def build_synthetic(

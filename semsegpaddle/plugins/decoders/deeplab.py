@@ -5,9 +5,9 @@ Imports no paddle: the model lives in ``deeplab_head`` and is imported when a mo
 """
 from __future__ import annotations
 
-from typing import Any
 
 from semsegpaddle import hookimpl
+from semsegpaddle.core import lazy_attributes
 
 #: names that used to be defined here, now in deeplab_head (served lazily by ``__getattr__``)
 _HEAD_NAMES = ("DeepLabV3", "ASPP", "ASPPPooling", "paper_rates")
@@ -22,13 +22,7 @@ def deeplabv3(feature_info, num_classes: int, *, channels: int = 256, atrous_rat
                      dropout=dropout, in_level=in_level, conv_bias=conv_bias)
 
 
-def __getattr__(name: str) -> Any:
-    """The model classes and helpers of ``deeplab_head``, imported on first access."""
-    if name in _HEAD_NAMES:
-        from semsegpaddle.plugins.decoders import deeplab_head
-
-        return getattr(deeplab_head, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes("semsegpaddle.plugins.decoders.deeplab_head", _HEAD_NAMES)
 
 
 #: option descriptions shared with DeepLabv3+ (whose ASPP is the same)
