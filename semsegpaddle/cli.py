@@ -144,18 +144,56 @@ def config(args: tuple[str, ...], list_packaged: bool) -> None:
     click.echo(_load(args).to_yaml(), nl=False)
 
 
+@cli.command(name="check-data")
+@click.argument("args", nargs=-1)
+@click.option("--split", "splits", multiple=True,
+              help="Split to check (repeatable). Default: dataset.train_split and dataset.val_split.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also save the report as JSON in this file.")
+def check_data_command(args: tuple[str, ...], splits: tuple[str, ...], json_path: str | None) -> None:
+    """Read every sample of the dataset and report data problems: [CONFIG] [key=value ...].
+
+    Finds missing, unpaired, unreadable or truncated files, masks of another size than their
+    image, mask values outside the classes and ignore_index, JPEG and colour masks; prints the
+    pixel count of each class, and for each problem its likely cause and the config line that
+    fixes it. Exit 1 when any problem was found, 0 when the data is clean.
+    """
+    from semsegpaddle.core.data.check import check_data  # never imports paddle or cv2
+
+    report = check_data(_load(args), list(splits))
+    click.echo(report.text())
+    if json_path:
+        from semsegpaddle.core.engine.atomic import write_text_atomic
+
+        write_text_atomic(Path(json_path), json.dumps(report.to_json(), indent=2))
+        click.echo(f"report written to {json_path}")
+    click.echo(report.summary())
+    if not report.ok:
+        sys.exit(1)
+
+
 @cli.command()
 @click.argument("args", nargs=-1)
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in runtime.output_dir.")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in runtime.output_dir.")
 @click.option("--threads", type=int, default=None, help="CPU threads (default: every core).")
-def train(args: tuple[str, ...], resume: bool, overwrite: bool, threads: int | None) -> None:
+@click.option("--nproc", type=int, default=None,
+              help="Data parallel: start N processes on this machine through paddle.distributed.launch.")
+@click.option("--nnodes", type=int, default=None, help="Multi-node: machines in the job (with --master).")
+@click.option("--master", default=None, help="Multi-node: HOST:PORT where the machines' launchers meet.")
+@click.option("--rank", "node_rank", type=int, default=None, help="Multi-node: this machine's rank, 0..nnodes-1.")
+@click.option("--log-dir", default=None,
+              help="Worker logs of --nproc/--nnodes jobs (default: <output_dir>/launch_logs).")
+def train(args: tuple[str, ...], resume: bool, overwrite: bool, threads: int | None, nproc: int | None,
+          nnodes: int | None, master: str | None, node_rank: int | None, log_dir: str | None) -> None:
     """Train: [CONFIG] [key=value ...] (default config: synthetic_deeplabv3).
 
     Writes model_last.safetensors (weights + training state), model_best.safetensors, config.yaml,
-    train_log.jsonl, eval_log.jsonl and metrics.json into runtime.output_dir. SIGTERM or Ctrl-C stop
-    after the current step with a checkpoint (exit 128+signal); --resume continues exactly. For data parallel, run it under
-    `python -m paddle.distributed.launch --nproc_per_node N $(which semseg) train ...`.
+    train_log.jsonl, eval_log.jsonl, metrics.json and versions.json into runtime.output_dir
+    (runtime.keep_last adds model_STEP.safetensors). SIGTERM or Ctrl-C stop after the current step
+    with a checkpoint (exit 128+signal); --resume continues exactly from the newest complete
+    checkpoint. --nproc N (and --nnodes/--master/--rank for several machines) hands the run over to
+    `python -m paddle.distributed.launch`, which starts and watches the processes.
     """
     from semsegpaddle.api import train as run_train
     from semsegpaddle.core.engine.interrupt import TrainingStopped
@@ -163,6 +201,8 @@ def train(args: tuple[str, ...], resume: bool, overwrite: bool, threads: int | N
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
     config = _load(args, threads)
+    if any(v is not None for v in (nproc, nnodes, master, node_rank)):
+        _launch(config, args, resume, overwrite, threads, nproc, nnodes, master, node_rank, log_dir)
     try:
         result = run_train(config, resume=resume, overwrite=overwrite)
     except TrainingStopped as stopped:
@@ -177,6 +217,92 @@ def train(args: tuple[str, ...], resume: bool, overwrite: bool, threads: int | N
     click.echo(f"outputs in {result.output_dir}")
 
 
+def _launch(config: Any, args: tuple[str, ...], resume: bool, overwrite: bool, threads: int | None,
+            nproc: int | None, nnodes: int | None, master: str | None, node_rank: int | None,
+            log_dir: str | None) -> None:
+    """Check what can be checked here, then become Paddle's launcher running `semseg train` per process."""
+    from semsegpaddle.core.engine.launch import LaunchPlan, check_plan, hand_over, launcher_command
+    from semsegpaddle.core.engine.run_folder import RunFolder
+
+    plan = LaunchPlan(nproc or 1, nnodes or 1, master, node_rank, log_dir)
+    check_plan(plan)
+    RunFolder(config["runtime"]["output_dir"]).check_start(resume, overwrite)
+    worker_args = [*args, *(["--resume"] if resume else []), *(["--overwrite"] if overwrite else []),
+                   *(["--threads", str(threads)] if threads is not None else [])]
+    hand_over(launcher_command(plan, worker_args, config["runtime"]["output_dir"], debug=_debug()))
+
+
+def _pair_option(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    """'H,W' (or one number for both) → [H, W] of positive integers."""
+    if value is None:
+        return None
+    try:
+        numbers = [int(part) for part in value.replace("x", ",").split(",")]
+    except ValueError:
+        numbers = []
+    if len(numbers) == 1:
+        numbers *= 2
+    if len(numbers) != 2 or min(numbers) <= 0:
+        raise click.BadParameter(f"expected HEIGHT,WIDTH (positive integers, e.g. 512,1024), got {value!r}")
+    return numbers
+
+
+def _scales_option(ctx: click.Context, param: click.Parameter, value: str | None) -> list[float] | None:
+    """'0.75,1,1.25' → [0.75, 1.0, 1.25] of positive numbers."""
+    if value is None:
+        return None
+    try:
+        scales = [float(part) for part in value.split(",")]
+    except ValueError:
+        scales = []
+    if not scales or min(scales) <= 0:
+        raise click.BadParameter(f"expected comma-separated numbers > 0 (e.g. 0.75,1,1.25), got {value!r}")
+    return scales
+
+
+def _inference_options(command: Any) -> Any:
+    """The options of eval and predict that choose the inference mode (overriding the config's
+    eval.* keys) and the backend."""
+    options = [
+        click.option("--mode", type=click.Choice(["whole", "slide"]), default=None,
+                     help="Override eval.mode: whole image, or sliding windows (--crop-size, --stride)."),
+        click.option("--crop-size", callback=_pair_option, default=None, metavar="H,W",
+                     help="Override eval.crop_size: the sliding window."),
+        click.option("--stride", callback=_pair_option, default=None, metavar="H,W",
+                     help="Override eval.stride: the step between windows (default 2/3 of the window)."),
+        click.option("--scales", callback=_scales_option, default=None, metavar="S1,S2,...",
+                     help="Override eval.scales: image scales whose probabilities are averaged."),
+        click.option("--flip/--no-flip", default=None, help="Override eval.flip: also segment the mirrored image."),
+        click.option("--backend", type=click.Choice(["dynamic", "paddle-inference"]), default="dynamic",
+                     show_default=True, help="dynamic: the checkpoint in Paddle; paddle-inference: an export "
+                     "folder (--model-dir) in Paddle Inference, oneDNN on CPU."),
+        click.option("--model-dir", type=click.Path(file_okay=False), default=None,
+                     help="Export folder (semseg export --output) for --backend paddle-inference; class names "
+                     "and palette come from its export_info.json."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _inference_overrides(mode: str | None, crop_size: list[int] | None, stride: list[int] | None,
+                         scales: list[float] | None, flip: bool | None) -> list[str]:
+    """The eval.* key=value overrides the inference options stand for."""
+    overrides = [f"eval.mode={mode}"] if mode else []
+    overrides += [f"eval.{key}={value}" for key, value in (("crop_size", crop_size), ("stride", stride),
+                                                            ("scales", scales)) if value is not None]
+    return overrides + ([f"eval.flip={str(flip).lower()}"] if flip is not None else [])
+
+
+def _check_backend_options(backend: str, model_dir: str | None, weights: str | None) -> None:
+    if backend == "paddle-inference" and model_dir is None:
+        raise click.UsageError("--backend paddle-inference needs --model-dir DIR (a folder written by semseg export)")
+    if backend == "paddle-inference" and weights is not None:
+        raise click.UsageError("--weights is for --backend dynamic; paddle-inference reads --model-dir")
+    if backend == "dynamic" and model_dir is not None:
+        raise click.UsageError("--model-dir is read by --backend paddle-inference; add it, or drop --model-dir")
+
+
 @cli.command(name="eval")
 @click.argument("args", nargs=-1)
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
@@ -185,14 +311,26 @@ def train(args: tuple[str, ...], resume: bool, overwrite: bool, threads: int | N
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
               help="Write the metrics as JSON here (default: <output_dir>/eval_metrics.json).")
 @click.option("--threads", type=int, default=None, help="CPU threads (default: every core).")
+@_inference_options
 def evaluate(args: tuple[str, ...], weights: str | None, split: str | None, out_path: str | None,
-             threads: int | None) -> None:
-    """Evaluate a checkpoint: [CONFIG] [key=value ...]; prints per-class IoU and mIoU."""
+             threads: int | None, mode: str | None, crop_size: list[int] | None, stride: list[int] | None,
+             scales: list[float] | None, flip: bool | None, backend: str, model_dir: str | None) -> None:
+    """Evaluate a checkpoint or an export: [CONFIG] [key=value ...]; prints per-class IoU and mIoU.
+
+    The inference mode is the config's eval section (mode, crop_size, stride, scales, flip), which
+    --mode, --crop-size, --stride, --scales and --flip override.
+
+    \b
+    Example: sliding windows at three scales with flip, the exported model under oneDNN:
+      semseg eval CONFIG --mode slide --crop-size 512,1024 --scales 0.75,1,1.25 --flip
+                         --backend paddle-inference --model-dir exported/
+    """
     from semsegpaddle.api import evaluate as run_eval
     from semsegpaddle.core.engine.atomic import write_text_atomic
 
-    config = _load(args, threads)
-    metrics = run_eval(config, weights, split)
+    _check_backend_options(backend, model_dir, weights)
+    config = _load([*args, *_inference_overrides(mode, crop_size, stride, scales, flip)], threads)
+    metrics = run_eval(config, weights, split, backend=backend, model_dir=model_dir)
     click.echo(metrics.table())
     target = Path(out_path) if out_path else Path(config["runtime"]["output_dir"]) / "eval_metrics.json"
     write_text_atomic(target, json.dumps(metrics.to_json(), indent=2))
@@ -219,8 +357,10 @@ def _debug() -> bool:
               help="Checkpoint (.safetensors). Default: model_best.safetensors of runtime.output_dir.")
 @click.option("--output", "output_dir", type=click.Path(file_okay=False), required=True, help="Folder for masks.")
 @click.option("--overlay", is_flag=True, help="Also write <name>_overlay.png colour overlays.")
+@_inference_options
 def predict(images: tuple[str, ...], config_args: tuple[str, ...], weights: str | None, output_dir: str,
-            overlay: bool) -> None:
+            overlay: bool, mode: str | None, crop_size: list[int] | None, stride: list[int] | None,
+            scales: list[float] | None, flip: bool | None, backend: str, model_dir: str | None) -> None:
     """Segment IMAGES into palette PNG masks (pixel value = class id) in --output.
 
     Without --config, the model, class names and palette come from the checkpoint alone
@@ -231,11 +371,20 @@ def predict(images: tuple[str, ...], config_args: tuple[str, ...], weights: str 
     _mask suffix (a_mask.png). Inputs are never overwritten: names that still clash stop the
     command before anything is written. Unreadable images are named in an error (exit 1)
     after the masks of the others were written.
+
+    The inference mode is the config's eval section, which --mode, --crop-size, --stride,
+    --scales and --flip override. With --backend paddle-inference --model-dir DIR, the exported
+    model runs (no checkpoint needed; the eval keys come from --config, else the defaults).
     """
     from semsegpaddle.api import predict as run_predict
 
-    config, weights_path = _load_for_checkpoint(config_args, weights)
-    written = run_predict(config, images, output_dir, weights_path, overlay)
+    _check_backend_options(backend, model_dir, weights)
+    args = [*config_args, *_inference_overrides(mode, crop_size, stride, scales, flip)]
+    if backend == "paddle-inference":
+        written = run_predict(_load(args), images, output_dir, overlay=overlay, backend=backend, model_dir=model_dir)
+    else:
+        config, weights_path = _load_for_checkpoint(args, weights)
+        written = run_predict(config, images, output_dir, weights_path, overlay)
     click.echo(f"wrote {len(written)} masks to {output_dir}")
 
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from semsegpaddle.cli import cli as built_in_cli
 import yaml
 
 from semsegpaddle import __version__
@@ -152,15 +154,18 @@ def test_version(semseg):
     assert_light(run)
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["eval"], ["predict"], ["export"], ["convert-weights"],
-                                     ["list"], ["plugins"], ["config"]])
+BUILT_IN_COMMANDS = sorted(built_in_cli.commands)
+
+
+@pytest.mark.parametrize("command", [[], *([name] for name in BUILT_IN_COMMANDS)])
 def test_help_at_every_level(command, semseg):
     run = semseg(*command, "--help")
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith(f"Usage: semseg {' '.join(command)}".rstrip())
     assert "--help" in run.stdout
     if not command:
-        for sub in ("train", "eval", "predict", "export", "convert-weights", "list", "plugins", "config"):
+        assert {"train", "eval", "predict", "export", "list", "config", "check-data"} <= set(BUILT_IN_COMMANDS)
+        for sub in BUILT_IN_COMMANDS:
             assert re.search(rf"^  {sub}\b", run.stdout, re.M), sub
     assert_light(run)
 

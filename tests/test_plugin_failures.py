@@ -353,17 +353,16 @@ def test_required_option_listed_and_enforced(listed, site, tmp_path):
     assert "root: path (required)" in text.stdout
 
 
-def test_packaged_config_paths_resolve_against_their_file(site, tmp_path):
-    packaged = site / "reqplug" / "configs"
+def test_packaged_config_paths_are_templates_for_the_working_folder(site, tmp_path):
     printed = semseg(site, "config", "reqplug_demo", cwd=tmp_path)
     assert printed.returncode == 0, printed.stderr
-    assert f"root: {packaged / 'data'}" in printed.stdout
+    assert f"root: {tmp_path / 'data'}" in printed.stdout
     mine = tmp_path / "cfg"
     mine.mkdir()
     (mine / "child.yaml").write_text("_base_: reqplug_demo\ndataset:\n  labels: ../labels\n")
     printed = semseg(site, "config", str(mine / "child.yaml"), "model.backbone.pretrained=w.safetensors", cwd=tmp_path)
     assert printed.returncode == 0, printed.stderr
-    assert f"root: {packaged / 'data'}" in printed.stdout  # set by the packaged file
+    assert f"root: {tmp_path / 'data'}" in printed.stdout  # set by the packaged file: the working folder
     assert f"labels: {tmp_path / 'labels'}" in printed.stdout  # set by child.yaml, relative to it
     assert f"pretrained: {tmp_path / 'w.safetensors'}" in printed.stdout  # command line: the current folder
 
@@ -374,7 +373,7 @@ def test_factory_errors_name_file_and_key(site, tmp_path):
     assert failed.returncode == 1
     [line] = [line for line in failed.stderr.splitlines() if line.startswith("Error:")]
     assert line == (f"Error: {packaged / 'reqplug_demo.yaml'}: dataset.root (dataset 'needs_root'): "
-                    f"FileNotFoundError: [Errno 2] dataset folder not found: '{packaged / 'data'}'")
+                    f"FileNotFoundError: [Errno 2] dataset folder not found: '{tmp_path / 'data'}'")
     assert "Traceback" not in failed.stderr
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "meta.json").write_text("{}")

@@ -1,0 +1,414 @@
+"""``semseg check-data``: read every sample of a config's dataset splits and report what would spoil training.
+
+Found per split: files that are missing or do not pair up, unreadable or truncated images and
+masks, masks of another size than their image, mask values outside the classes and the ignore
+index, JPEG masks (lossy), colour (RGB) masks read as ids, colours outside the palette; and the
+pixel count of each class. Each problem comes with its likely cause and, where one exists, the
+config line that fixes it (``dataset.label_map={255: 1}``, ``dataset.reduce_zero_label=true``,
+``dataset.color_masks=true``, ...).
+
+Datasets are built through the registry (``build_component``), never through
+``core.data.datasets``, so checking data imports neither paddle nor cv2 (a dataset plugin may).
+:class:`~semsegpaddle.core.data.file_dataset.FileDataset` datasets are checked file by file, with
+the raw mask values before mapping; other datasets through ``dataset[i]``.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from semsegpaddle.core.config.loader import build_component
+from semsegpaddle.core.config.schema import SCHEMA
+from semsegpaddle.core.data.base import SegDataset
+from semsegpaddle.core.data.file_dataset import FileDataset, collect_pairing_problems
+from semsegpaddle.core.data.image_io import read_image
+from semsegpaddle.core.errors import SemsegError
+
+#: label values tallied exactly (16-bit masks); larger raw values are counted in one bin
+RAW_BINS = 65536
+#: Pillow modes of colour masks (values are colours, not class ids)
+COLOUR_MODES = ("RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGBa")
+FILES_SHOWN = 5
+
+
+@dataclass
+class Problem:
+    """One kind of problem in one split: what, which files, the likely cause and the fix."""
+
+    split: str
+    kind: str  # dataset, pairing, missing, unreadable, size, values, jpeg-mask, rgb-mask, colours, id-mask
+    message: str
+    files: list[str] = field(default_factory=list)
+    cause: str = ""
+    fix: str = ""
+
+    def text(self) -> str:
+        """Several indented lines for the terminal."""
+        lines = [f"PROBLEM [{self.split}] {self.message}"]
+        if self.files:
+            more = f" (+{len(self.files) - FILES_SHOWN} more)" if len(self.files) > FILES_SHOWN else ""
+            lines.append(f"  files: {', '.join(self.files[:FILES_SHOWN])}{more}")
+        if self.cause:
+            lines.append(f"  likely cause: {self.cause}")
+        if self.fix:
+            lines.append(f"  fix: {self.fix}")
+        return "\n".join(lines)
+
+
+@dataclass
+class SplitReport:
+    """What one split holds: samples and per-class pixel and image counts."""
+
+    split: str
+    samples: int
+    num_classes: int
+    ignore_index: int
+    class_names: list[str]
+    class_pixels: list[int]
+    class_images: list[int]
+    ignored_pixels: int
+    other_pixels: int  # pixels whose value is neither a class nor ignore
+
+    def table(self) -> str:
+        """The per-class table."""
+        total = sum(self.class_pixels) + self.ignored_pixels + self.other_pixels
+        names = self.class_names or [""] * self.num_classes
+        width = max([len("class"), len(f"ignore ({self.ignore_index})"), *(len(n) for n in names)])
+        rows = [f"  {'id':>4}  {'class':<{width}}  {'pixels':>14}  {'share':>7}  {'images':>7}"]
+
+        def row(ident: str, name: str, pixels: int, images: str) -> str:
+            share = f"{100 * pixels / total:6.2f}%" if total else "      -"
+            return f"  {ident:>4}  {name:<{width}}  {pixels:>14,}  {share:>7}  {images:>7}".rstrip()
+
+        for index, name in enumerate(names):
+            rows.append(row(str(index), name, self.class_pixels[index], str(self.class_images[index])))
+        rows.append(row("-", f"ignore ({self.ignore_index})", self.ignored_pixels, ""))
+        if self.other_pixels:
+            rows.append(row("-", "invalid", self.other_pixels, ""))
+        return "\n".join(rows)
+
+
+@dataclass
+class DataReport:
+    """The result of ``semseg check-data``."""
+
+    dataset: str
+    splits: list[SplitReport]
+    problems: list[Problem]
+
+    @property
+    def ok(self) -> bool:
+        """True when no problem was found."""
+        return not self.problems
+
+    def summary(self) -> str:
+        """The one-line verdict."""
+        samples = sum(s.samples for s in self.splits)
+        names = ", ".join(s.split for s in self.splits) or "none readable"
+        if self.ok:
+            return f"check-data: OK, {samples} samples in split(s) {names}, no problems"
+        per_split: dict[str, int] = {}
+        for problem in self.problems:
+            per_split[problem.split] = per_split.get(problem.split, 0) + 1
+        where = ", ".join(f"{split}: {count}" for split, count in per_split.items())
+        return f"check-data: {len(self.problems)} problem(s) found ({where}) in {samples} samples; see PROBLEM lines above"
+
+    def text(self) -> str:
+        """The full report: a table per split, then the problems (the summary line is separate)."""
+        parts = []
+        for split in self.splits:
+            parts.append(f"dataset '{self.dataset}', split '{split.split}': {split.samples} samples\n{split.table()}")
+        parts.extend(problem.text() for problem in self.problems)
+        return "\n\n".join(parts)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict of the whole report."""
+        return {"dataset": self.dataset, "ok": self.ok,
+                "splits": {s.split: asdict(s) for s in self.splits},
+                "problems": [asdict(p) for p in self.problems]}
+
+
+def check_data(config: dict[str, Any], splits: Sequence[str] | None = None, progress: bool = True) -> DataReport:
+    """Check the config's dataset: ``splits``, default ``dataset.train_split`` and ``dataset.val_split``."""
+    section = config["dataset"]
+    if not splits:
+        splits = [section["train_split"], section["val_split"]]
+    reports, problems = [], []
+    for split in dict.fromkeys(splits):  # once each, in order
+        report, found = check_split(config, split, progress)
+        if report is not None:
+            reports.append(report)
+        problems.extend(found)
+    return DataReport(section["name"], reports, problems)
+
+
+def check_split(config: dict[str, Any], split: str, progress: bool = True) -> tuple[SplitReport | None, list[Problem]]:
+    """Build the dataset for ``split`` and read every sample (problems are collected, never raised)."""
+    with collect_pairing_problems() as pairing, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a dataset's warnings about its files become problems below
+        try:
+            dataset = build_component(config, "dataset", "dataset", split, extra=SCHEMA["dataset"].extra)
+        except SemsegError as exc:
+            return None, [Problem(split, "dataset", f"cannot build the dataset: {exc}",
+                                  fix="see the message: set or correct the dataset option it names")]
+    problems = [Problem(split, "pairing", p.message, p.files, cause="files do not pair up", fix=p.fix)
+                for p in pairing]
+    scan = _Scan(dataset)
+    bar = tqdm(range(len(dataset)), desc=f"check {split}", unit="img", disable=not progress, leave=False)
+    for index in bar:
+        scan.sample(index)
+    problems.extend(scan.problems(split))
+    return scan.report(split), problems
+
+
+class _Scan:
+    """Accumulates what the samples of one split show."""
+
+    def __init__(self, dataset: SegDataset) -> None:
+        self.dataset = dataset
+        self.files = isinstance(dataset, FileDataset)
+        self.num_classes, self.ignore = int(dataset.num_classes), int(dataset.ignore_index)
+        self.class_pixels = np.zeros(self.num_classes, dtype=np.int64)
+        self.class_images = np.zeros(self.num_classes, dtype=np.int64)
+        self.ignored = 0
+        self.raw_hist = np.zeros(RAW_BINS + 1, dtype=np.int64)  # raw mask values (last bin: beyond)
+        self.bad_hist: dict[int, int] = {}
+        self.bad_files: list[str] = []
+        self.missing: list[str] = []
+        self.unreadable: list[tuple[str, str]] = []
+        self.sizes: list[tuple[str, str]] = []
+        self.jpeg: list[str] = []
+        self.rgb: list[str] = []
+        self.rgb_colours: dict[tuple[int, int, int], int] = {}
+        self.colours: list[tuple[str, str]] = []
+        self.id_masks: list[str] = []  # class-id masks while the dataset expects colour masks
+
+    # -- per sample -------------------------------------------------------------------------------
+
+    def sample(self, index: int) -> None:
+        """Check sample ``index``; what it shows is added to the tallies."""
+        loaded = self._load_file_sample(index) if self.files else self._load_sample(index)
+        if loaded is None:
+            return
+        image_shape, label, where = loaded
+        if label.shape != image_shape:
+            self.sizes.append((where, f"mask {label.shape[1]}×{label.shape[0]}, image {image_shape[1]}×{image_shape[0]}"))
+            return
+        valid = (label >= 0) & (label < self.num_classes)
+        ignored = label == self.ignore
+        bad = ~(valid | ignored)
+        if bad.any():
+            self.bad_files.append(where)
+            values, counts = np.unique(label[bad], return_counts=True)
+            for value, count in zip(values.tolist(), counts.tolist()):
+                self.bad_hist[value] = self.bad_hist.get(value, 0) + count
+        counts = np.bincount(label[valid].ravel(), minlength=self.num_classes)
+        self.class_pixels += counts
+        self.class_images += counts > 0
+        self.ignored += int(ignored.sum())
+
+    def _load_sample(self, index: int) -> tuple[tuple[int, int], np.ndarray, str] | None:
+        where = self.dataset.describe(index)
+        try:
+            image, label = self.dataset[index]
+        except Exception as exc:  # any plugin's error: report it against the sample
+            self.unreadable.append((where, _one_line(exc)))
+            return None
+        image, label = np.asarray(image), np.asarray(label)
+        if label.ndim != 2 or not np.issubdtype(label.dtype, np.integer):
+            self.unreadable.append((where, f"label must be an integer H×W array, got {label.dtype} {label.shape}"))
+            return None
+        self._tally_raw(label)
+        return tuple(image.shape[:2]), label.astype(np.int64, copy=False), where  # type: ignore[return-value]
+
+    def _load_file_sample(self, index: int) -> tuple[tuple[int, int], np.ndarray, str] | None:
+        dataset: FileDataset = self.dataset  # type: ignore[assignment]
+        image_path, label_path = dataset.pairs[index]
+        gone = [str(p) for p in (image_path, label_path) if p is not None and not p.is_file()]
+        if gone:
+            self.missing.extend(gone)
+            return None
+        image_shape: tuple[int, int] | None = None
+        try:
+            image_shape = read_image(image_path).shape[:2]
+        except SemsegError as exc:
+            self.unreadable.append((str(image_path), _reason(exc, image_path)))
+        if label_path is None:
+            return None
+        where = str(label_path)
+        try:
+            with Image.open(label_path) as header:
+                fmt, mode = header.format, header.mode
+        except Exception as exc:  # noqa: BLE001 - not an image at all
+            self.unreadable.append((where, _one_line(exc)))
+            return None
+        if fmt == "JPEG" or label_path.suffix.lower() in (".jpg", ".jpeg"):
+            self.jpeg.append(where)
+        try:
+            if dataset.mapping.colors is None and mode in COLOUR_MODES:
+                rgb = read_image(label_path)
+                if not ((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()):
+                    self._tally_colours(where, rgb)
+                    return None
+            raw = dataset.read_raw_label(index)
+        except SemsegError as exc:
+            self.unreadable.append((where, _reason(exc, label_path)))
+            return None
+        if raw.ndim == 2:
+            self._tally_raw(raw)
+        try:
+            label = dataset.mapping(raw, where=where)
+        except SemsegError as exc:
+            if raw.ndim == 3 and mode not in COLOUR_MODES and mode != "P":
+                self.id_masks.append(where)
+            else:
+                (self.colours if raw.ndim == 3 else self.unreadable).append((where, _reason(exc, label_path)))
+            return None
+        if image_shape is None:
+            return None
+        return image_shape, label, where  # type: ignore[return-value]
+
+    def _tally_raw(self, raw: np.ndarray) -> None:
+        flat = raw.ravel()
+        if flat.size == 0:
+            return
+        if flat.min() < 0 or flat.max() >= RAW_BINS:
+            flat = np.clip(flat.astype(np.int64), 0, RAW_BINS)
+        self.raw_hist[: int(flat.max()) + 1] += np.bincount(flat)
+
+    def _tally_colours(self, where: str, rgb: np.ndarray) -> None:
+        self.rgb.append(where)
+        codes = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+        values, counts = np.unique(codes, return_counts=True)
+        for code, count in zip(values.tolist(), counts.tolist()):
+            colour = (code >> 16, (code >> 8) & 255, code & 255)
+            self.rgb_colours[colour] = self.rgb_colours.get(colour, 0) + count
+
+    # -- results ----------------------------------------------------------------------------------
+
+    def report(self, split: str) -> SplitReport:
+        """The split's counts."""
+        return SplitReport(split, len(self.dataset), self.num_classes, self.ignore,
+                           list(getattr(self.dataset, "class_names", ()) or ()), self.class_pixels.tolist(),
+                           self.class_images.tolist(), self.ignored, sum(self.bad_hist.values()))
+
+    def problems(self, split: str) -> list[Problem]:
+        """The problems found, one per kind, each with its likely cause and fix."""
+        found: list[Problem] = []
+        if self.missing:
+            found.append(Problem(split, "missing", f"{len(self.missing)} file(s) of the dataset do not exist",
+                                 self.missing, cause="moved or deleted files, or a list naming them wrongly",
+                                 fix="restore the files or correct the list / dataset.root"))
+        if self.unreadable:
+            found.append(Problem(split, "unreadable", f"{len(self.unreadable)} file(s) cannot be read: "
+                                 f"{self.unreadable[0][1]}", [w for w, _ in self.unreadable],
+                                 cause="truncated or corrupt files (an interrupted download or copy), or not images",
+                                 fix="copy the files again, or remove them (and their pair)"))
+        if self.sizes:
+            found.append(Problem(split, "size", f"{len(self.sizes)} mask(s) differ in size from their image "
+                                 f"(first: {self.sizes[0][1]})", [w for w, _ in self.sizes],
+                                 cause="masks saved at another resolution, or paired with the wrong image",
+                                 fix="resize the masks to their image size with nearest-neighbour interpolation, "
+                                     "or correct the pairing"))
+        if self.jpeg:
+            found.append(Problem(split, "jpeg-mask", f"{len(self.jpeg)} mask(s) are JPEG files", self.jpeg,
+                                 cause="JPEG is lossy: it smears class ids along edges into values of no class",
+                                 fix="save masks losslessly (PNG); no config setting can undo the damage"))
+        if self.rgb:
+            found.append(self._rgb_problem(split))
+        if self.colours:
+            found.append(Problem(split, "colours", f"{len(self.colours)} colour mask(s) hold colours outside the "
+                                 f"palette: {self.colours[0][1]}", [w for w, _ in self.colours],
+                                 cause="the palette does not list every colour the masks use",
+                                 fix="add class colours to dataset.palette (in class order) and colours meaning "
+                                     "'unlabelled' to dataset.ignore_colors"))
+        if self.id_masks:
+            found.append(Problem(split, "id-mask", f"{len(self.id_masks)} mask(s) are grayscale class-id images, "
+                                 f"but the dataset reads masks as colours", self.id_masks,
+                                 cause="color_masks is on for masks that hold class ids",
+                                 fix="dataset.color_masks=false"))
+        values = self._values_problem(split)
+        if values is not None:
+            found.append(values)
+        return found
+
+    def _rgb_problem(self, split: str) -> Problem:
+        colours = sorted(self.rgb_colours, key=lambda c: -self.rgb_colours[c])
+        palette = {tuple(int(v) for v in c) for c in np.asarray(self.dataset.palette).reshape(-1, 3)}
+        shown = ", ".join(str(list(c)) for c in colours[:8]) + (", ..." if len(colours) > 8 else "")
+        message = (f"{len(self.rgb)} mask(s) are colour images ({len(colours)} colours: {shown}), "
+                   f"read as class ids they mean nothing")
+        if set(colours) <= palette:
+            fix = "dataset.color_masks=true (every colour is in the dataset's palette)"
+        elif len(colours) <= max(2 * self.num_classes, self.num_classes + 4):
+            listed = ",".join(f"[{r},{g},{b}]" for r, g, b in colours[: self.num_classes])
+            fix = (f"dataset.color_masks=true dataset.palette=[{listed}] (one colour per class, in class order; "
+                   f"colours meaning 'unlabelled' go to dataset.ignore_colors)")
+        else:
+            fix = ("save masks as class ids (mode L or P PNG), or set dataset.color_masks=true with the "
+                   "class colours in dataset.palette")
+        return Problem(split, "rgb-mask", message, self.rgb,
+                       cause="masks painted in colours (e.g. exported by a labelling tool) instead of class ids",
+                       fix=fix)
+
+    def _values_problem(self, split: str) -> Problem | None:
+        """Values outside the classes, or 0/255 binary masks whose foreground is all ignored."""
+        present = np.flatnonzero(self.raw_hist[:RAW_BINS]).tolist()
+        identity = not self.files or self.dataset.mapping.is_identity  # type: ignore[attr-defined]
+        c, ignore = self.num_classes, self.ignore
+        binary = identity and set(present) == {0, 255} and c >= 2
+        if not self.bad_hist and not (binary and ignore == 255):
+            return None
+        bad = sorted(self.bad_hist)
+        shown = ", ".join(map(str, bad[:10])) + (", ..." if len(bad) > 10 else "")
+        if self.bad_hist:
+            message = (f"{len(self.bad_files)} mask(s) hold values {shown}, neither classes 0..{c - 1} "
+                       f"nor ignore_index {ignore}")
+        else:
+            never = "class 1 never occurs" if c == 2 else f"classes 1..{c - 1} never occur"
+            message = (f"masks hold only the values 0 and 255 (= ignore_index): every non-zero pixel is ignored "
+                       f"and {never}")
+        files = self.bad_files
+        if binary:
+            cause = "binary masks saved as 0 (background) and 255 (foreground)"
+            fix = "dataset.label_map={255: 1}"
+        elif not identity:
+            cause = "values the label options leave outside the classes"
+            fix = "extend dataset.label_map (value: class id, or value: ignore_index), or raise dataset.num_classes"
+        elif self.jpeg or len(present) > max(2 * c + 2, 24):
+            cause = (f"{len(present)} distinct values: masks saved lossy (JPEG) or resized with interpolation, "
+                     f"which blends class ids")
+            fix = "save masks as PNG and resize them with nearest-neighbour interpolation only"
+        elif bad and max(bad) == c and max((v for v in present if v != ignore), default=-1) == c:
+            zero = 0 in present
+            cause = (f"values run {'0' if zero else '1'}..{c}: one more than num_classes={c}; "
+                     + ("0 looks like unlabelled background (the ADE20K convention)" if zero
+                        else "class ids start at 1"))
+            fix = (f"dataset.reduce_zero_label=true (0 -> ignore, k -> k-1); or dataset.num_classes={c + 1} "
+                   f"if 0 is a real class" if zero else "dataset.reduce_zero_label=true (k -> k-1)")
+        else:
+            top = max(bad)
+            cause = f"num_classes={c} is smaller than the masks' largest value {top}, or these values mark " \
+                    f"something to ignore"
+            fix = (f"dataset.num_classes={top + 1} if they are classes; or dataset.label_map="
+                   f"{{{', '.join(f'{v}: {ignore}' for v in bad[:3])}}} to ignore them")
+        return Problem(split, "values", message, files, cause=cause, fix=fix)
+
+
+def _reason(error: BaseException, path: Path | str) -> str:
+    """The error's message without the file name it starts with (the report names the file)."""
+    text = str(error)
+    prefix = f"{path}: "
+    return text[len(prefix):] if text.startswith(prefix) else text
+
+
+def _one_line(error: BaseException) -> str:
+    text = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+

@@ -1,0 +1,152 @@
+"""A dataset of image and label files on disk: the base of every real dataset plugin.
+
+A plugin finds its (image, label) file pairs for a split in whatever layout it knows and hands
+them here with its label space; reading, label mapping (:mod:`semsegpaddle.core.data.labels`),
+and the checks that name the files behind a bad sample are shared.
+
+Files that do not pair up (an image without its mask, a listed file that is missing) are reported
+through :func:`pairing_problem`: a one-line DataError normally, a collected problem while
+``semseg check-data`` runs (:func:`collect_pairing_problems`), which then checks the pairs found.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from semsegpaddle.core.data.base import SegDataset, default_palette
+from semsegpaddle.core.data.image_io import read_image, read_label
+from semsegpaddle.core.data.labels import LabelMapping
+from semsegpaddle.core.errors import DataError
+
+Pair = tuple[Path, Path | None]
+
+
+@dataclass
+class PairingProblem:
+    """Files a dataset could not pair up (an image without its label, a listed file that is missing)."""
+
+    message: str
+    files: list[str] = field(default_factory=list)
+    fix: str = ""
+
+
+_COLLECTED: ContextVar[list[PairingProblem] | None] = ContextVar("semseg_pairing_problems", default=None)
+
+
+@contextmanager
+def collect_pairing_problems() -> Iterator[list[PairingProblem]]:
+    """Within this block, :func:`pairing_problem` records problems in the yielded list instead of
+    raising, so ``semseg check-data`` reports them all and still checks the files that do pair up."""
+    problems: list[PairingProblem] = []
+    token = _COLLECTED.set(problems)
+    try:
+        yield problems
+    finally:
+        _COLLECTED.reset(token)
+
+
+def pairing_problem(message: str, files: Sequence[str] = (), fix: str = "") -> None:
+    """Raise a one-line DataError (``message``; ``fix``), or record it inside :func:`collect_pairing_problems`.
+
+    A dataset calls this when some of its files do not pair up, then carries on with the pairs it has.
+    """
+    collected = _COLLECTED.get()
+    if collected is None:
+        raise DataError(f"{message}; {fix}" if fix else message)
+    collected.append(PairingProblem(message, [str(f) for f in files], fix))
+
+
+class FileDataset(SegDataset):
+    """Pairs of (image file, label file); a pair without a label file is a test image (label all ignore)."""
+
+    def __init__(self, pairs: Sequence[Pair], *, num_classes: int, class_names: Sequence[str] = (),
+                 palette: np.ndarray | Sequence[Sequence[int]] | None = None, ignore_index: int = 255,
+                 mapping: LabelMapping | None = None, name: str = "dataset", split: str = "") -> None:
+        if class_names and len(class_names) != num_classes:
+            raise ValueError(f"class_names={list(class_names)!r}: {len(class_names)} names for {num_classes} classes")
+        self.pairs = [(Path(image), None if label is None else Path(label)) for image, label in pairs]
+        self.num_classes = int(num_classes)
+        self.class_names = tuple(class_names)
+        colours = default_palette(num_classes) if palette is None else np.asarray(palette)
+        if colours.shape != (num_classes, 3) or colours.size and (colours.min() < 0 or colours.max() > 255):
+            raise ValueError(f"palette: expected {num_classes} RGB colours of integers 0..255, got "
+                             f"{colours.tolist() if colours.size <= 12 else f'shape {colours.shape}'}")
+        self.palette = colours.astype(np.uint8)
+        self.ignore_index = int(ignore_index)
+        self.mapping = mapping or LabelMapping(ignore_index)
+        self.name, self.split = name, split
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def describe(self, index: int) -> str:
+        """The image file of sample ``index`` (and its label file)."""
+        image, label = self.pairs[index]
+        return f"{image}" if label is None else f"{image} (label {label})"
+
+    def read_raw_label(self, index: int) -> np.ndarray:
+        """The label file's values before mapping (H×W ints, or H×W×3 for colour masks)."""
+        path = self.pairs[index][1]
+        if path is None:
+            raise DataError(f"{self.describe(index)}: has no label file")
+        if self.mapping.colors is not None:
+            return read_image(path)  # colours are read as RGB, whatever the file's mode
+        return read_label(path)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        image_path, label_path = self.pairs[index]
+        image = read_image(image_path)
+        if label_path is None:
+            return image, np.full(image.shape[:2], self.ignore_index, dtype=np.int64)
+        label = self.mapping(self.read_raw_label(index), where=str(label_path))
+        if label.shape != image.shape[:2]:
+            raise DataError(f"{self.describe(index)}: label is {label.shape[1]}×{label.shape[0]}, "
+                            f"image is {image.shape[1]}×{image.shape[0]} (width×height)")
+        return image, label
+
+
+def require_dir(path: str | os.PathLike[str], what: str) -> Path:
+    """``path`` as a Path if it is a folder; else a one-line FileNotFoundError naming it and ``what``."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(2, f"{what} folder not found", str(path))
+    return path
+
+
+def read_list_lines(path: str | os.PathLike[str]) -> list[tuple[int, list[str]]]:
+    """(line number, whitespace-separated fields) of each line of a list file; blank lines and
+    ``#`` comments are skipped. A missing or undecodable file raises a one-line error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(2, "list file not found", str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: list file is not UTF-8 text (byte offset {exc.start})") from None
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        fields = line.split("#", 1)[0].split()
+        if fields:
+            rows.append((number, fields))
+    return rows
+
+
+def read_list_file(path: str | os.PathLike[str], base: str | os.PathLike[str] | None = None) -> list[Pair]:
+    """Pairs from a list file of ``image [label]`` lines (paths relative to ``base``, default the
+    list file's folder); blank lines and ``#`` comments are skipped."""
+    path = Path(path)
+    base = Path(base) if base is not None else path.parent
+    pairs: list[Pair] = []
+    for number, fields in read_list_lines(path):
+        if len(fields) > 2:
+            raise DataError(f"{path}:{number}: expected 'image [label]', got {len(fields)} fields")
+        image = base / fields[0]
+        label = base / fields[1] if len(fields) == 2 else None
+        pairs.append((image, label))
+    return pairs
