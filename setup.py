@@ -32,8 +32,9 @@ setup(
         "cpu": ["paddlepaddle>=3.0"],
         "gpu": ["paddlepaddle-gpu>=3.0"],
         "onnx": ["paddle2onnx>=2.0", "onnxruntime>=1.17"],
+        "visualdl": ["visualdl>=2.5"],
         "test": ["pytest>=7", "paddlepaddle>=3.0", "setuptools>=70", "wheel", "paddle2onnx>=2.0", "onnxruntime>=1.17",
-                 "cityscapesscripts>=2.2"],
+                 "cityscapesscripts>=2.2", "visualdl>=2.5", "playwright>=1.40"],
         "reference": ["torch==2.14.1", "torchvision==0.29.1", "timm>=1.0"],
     },
     entry_points={

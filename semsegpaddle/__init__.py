@@ -8,7 +8,7 @@ from semsegpaddle.core.plugin.hookspecs import hookimpl
 __version__ = "0.1.0"
 
 _API = {"load_config", "config_from_dict", "list_components", "create_backbone", "create_model",
-        "create_dataset", "train", "evaluate", "predict", "load_model", "export"}
+        "create_dataset", "train", "evaluate", "predict", "load_model", "export", "score_predictions"}
 __all__ = ["hookimpl", "__version__", *sorted(_API)]
 
 

@@ -23,7 +23,8 @@ from semsegpaddle.core.model.assembly import create_model as _create_model
 from semsegpaddle.core.plugin.manager import list_components
 
 __all__ = ["load_config", "config_from_dict", "list_components", "create_backbone", "create_model",
-           "create_dataset", "train", "evaluate", "predict", "load_model", "export"]
+           "create_dataset", "train", "evaluate", "predict", "load_model", "load_backend", "export",
+           "score_predictions"]
 
 
 def create_model(config: dict[str, Any], num_classes: int | None = None) -> SegmentationModel:
@@ -102,14 +103,50 @@ def load_model(config: dict[str, Any], weights: str | Path | None = None, num_cl
     return model
 
 
-def evaluate(config: dict[str, Any], weights: str | Path | None = None, split: str | None = None) -> Metrics:
-    """Evaluate a checkpoint on the config's validation split (or ``split``)."""
-    from semsegpaddle.core.inference.evaluation import evaluate as _evaluate
+def evaluate(config: dict[str, Any], weights: str | Path | None = None, split: str | None = None, *,
+             backend: str = "dynamic", model_dir: str | Path | None = None) -> Metrics:
+    """Evaluate on the config's validation split (or ``split``) in the inference mode of its
+    ``eval`` section (whole / slide, scales, flip).
 
+    ``backend`` ``dynamic`` runs the checkpoint ``weights`` (default: the run's best);
+    ``paddle-inference`` runs the export folder ``model_dir`` (oneDNN on CPU).
+    """
+    from semsegpaddle.core.inference.evaluation import evaluate as _evaluate
+    from semsegpaddle.core.inference.modes import InferenceMode
+
+    mode = InferenceMode.from_config(config)  # a bad eval section fails before any loading
     dist, _ = setup_runtime(config)
     dataset: SegDataset = create_dataset(config, split or config["dataset"]["val_split"])
-    model = load_model(config, weights, dataset.num_classes)
-    return _evaluate(model, dataset, config["eval"]["batch_size"], config["runtime"]["progress"], dist)
+    runner = load_backend(config, weights, backend=backend, model_dir=model_dir, num_classes=dataset.num_classes)
+    return _evaluate(runner, dataset, config["eval"]["batch_size"], config["runtime"]["progress"], dist, mode)
+
+
+def load_backend(config: dict[str, Any], weights: str | Path | None = None, *, backend: str = "dynamic",
+                 model_dir: str | Path | None = None, num_classes: int | None = None):
+    """The inference backend (:mod:`semsegpaddle.core.inference.backends`) of a config: the
+    checkpoint ``weights`` in a dynamic model, or, for ``paddle-inference``, the export folder
+    ``model_dir`` run by Paddle Inference on ``runtime.device`` with ``runtime.threads`` threads.
+    ``num_classes``, when given, must match the export's."""
+    from semsegpaddle.core.errors import SemsegError
+    from semsegpaddle.core.inference.backends import BACKENDS, DynamicBackend, PaddleInferenceBackend
+
+    if backend not in BACKENDS:
+        raise SemsegError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    if backend == "dynamic":
+        if model_dir is not None:
+            raise SemsegError("model_dir is read by the paddle-inference backend only; the dynamic backend "
+                              "loads weights")
+        return DynamicBackend(load_model(config, weights, num_classes))
+    if model_dir is None:
+        raise SemsegError("the paddle-inference backend needs the export folder (--model-dir DIR, "
+                          "written by `semseg export`)")
+    if weights is not None:
+        raise SemsegError("the paddle-inference backend runs the export folder; give --model-dir, not --weights")
+    runner = PaddleInferenceBackend(model_dir, config["runtime"]["threads"], config["runtime"]["device"])
+    if num_classes is not None and runner.num_classes != num_classes:
+        raise SemsegError(f"{model_dir}: the export predicts {runner.num_classes} classes "
+                          f"({', '.join(runner.class_names)}), the dataset has {num_classes}")
+    return runner
 
 
 def checkpoint_labels(config: dict[str, Any], weights: str | Path | None = None) -> dict[str, Any]:
@@ -124,19 +161,50 @@ def checkpoint_labels(config: dict[str, Any], weights: str | Path | None = None)
 
 
 def predict(config: dict[str, Any], inputs: Sequence[str | Path], output_dir: str | Path,
-            weights: str | Path | None = None, overlay: bool = False) -> list[Path]:
-    """Segment image files; write a palette PNG mask per input (and an overlay if asked).
+            weights: str | Path | None = None, overlay: bool = False, *, backend: str = "dynamic",
+            model_dir: str | Path | None = None, alpha: float = 0.5, format: str = "index") -> list[Path]:
+    """Segment image files; write a palette PNG mask per input (and an overlay if asked), in the
+    inference mode of the config's ``eval`` section.
 
-    Output names follow :func:`semsegpaddle.core.inference.prediction.output_names`; inputs are never
-    overwritten. Unreadable images raise a DataError after the other masks were written.
+    ``backend`` ``dynamic`` runs the checkpoint ``weights`` (palette from its metadata);
+    ``paddle-inference`` the export folder ``model_dir`` (palette from its export_info.json).
+    Output names follow :func:`semsegpaddle.core.inference.prediction.output_names`; inputs are
+    never overwritten. Unreadable images raise a DataError after the other masks were written.
+    ``inputs`` are image files, folders and list files
+    (:func:`semsegpaddle.core.inference.prediction.expand_inputs`); ``alpha`` is the mask's
+    opacity in overlays; ``format`` ``index`` writes palette masks, a dataset's name
+    (``cityscapes``) the files its official evaluation reads.
     """
-    from semsegpaddle.core.inference.prediction import predict_files
+    from semsegpaddle.core.inference.modes import InferenceMode
+    from semsegpaddle.core.inference.prediction import expand_inputs, predict_files, submission_format
 
+    inputs = expand_inputs(inputs)
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha={alpha} is not valid; expected a number from 0 (image only) to 1 (mask only)")
+
+    mode = InferenceMode.from_config(config)
     setup_runtime(config)
-    labels = checkpoint_labels(config, weights)
-    model = load_model(config, weights, labels["num_classes"])
-    return predict_files(model, inputs, output_dir, np.asarray(labels["palette"], dtype=np.uint8), overlay=overlay,
-                         progress=config["runtime"]["progress"])
+    if backend == "dynamic" and model_dir is None:
+        labels = checkpoint_labels(config, weights)
+        runner = load_backend(config, weights, num_classes=labels["num_classes"])
+        palette = np.asarray(labels["palette"], dtype=np.uint8)
+    else:
+        runner = load_backend(config, weights, backend=backend, model_dir=model_dir)
+        palette = runner.palette
+    submission = None if format == "index" else submission_format(format, len(palette))
+    return predict_files(runner, inputs, output_dir, palette, overlay=overlay, progress=config["runtime"]["progress"],
+                         mode=mode, alpha=alpha, submission=submission)
+
+
+def score_predictions(config: dict[str, Any], predictions: str | Path, split: str | None = None,
+                      encoding: str = "auto") -> Metrics:
+    """Metrics of prediction PNGs made by any tool (the folder ``predictions``) against the labels
+    of the config's dataset (``split``, default the validation split); no model is loaded.
+    Matching by file name and the ``encoding`` (auto / index / submission) are described in
+    :mod:`semsegpaddle.core.inference.scoring`."""
+    from semsegpaddle.core.inference.scoring import score_predictions as _score
+
+    return _score(config, predictions, split, encoding, config["runtime"]["progress"]).metrics
 
 
 def export(config: dict[str, Any], output_dir: str | Path, weights: str | Path | None = None, onnx: bool = False,

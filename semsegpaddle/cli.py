@@ -311,30 +311,87 @@ def _check_backend_options(backend: str, model_dir: str | None, weights: str | N
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
               help="Write the metrics as JSON here (default: <output_dir>/eval_metrics.json).")
 @click.option("--threads", type=int, default=None, help="CPU threads (default: every core).")
+@click.option("--report", "with_report", is_flag=True,
+              help="Also write <output_dir>/report.html (see `semseg report`) from the same predictions.")
+@click.option("--predictions", "predictions_dir", type=click.Path(file_okay=False), default=None,
+              help="Score the prediction PNGs in this folder (made by any tool) instead of running a model.")
+@click.option("--encoding", type=click.Choice(["auto", "index", "submission"]), default="auto", show_default=True,
+              help="With --predictions: pixel values are class indices (Cityscapes: trainIds) or the dataset's "
+              "official ids (Cityscapes: labelIds); auto: official ids when a value lies in num_classes..254.")
 @_inference_options
 def evaluate(args: tuple[str, ...], weights: str | None, split: str | None, out_path: str | None,
-             threads: int | None, mode: str | None, crop_size: list[int] | None, stride: list[int] | None,
-             scales: list[float] | None, flip: bool | None, backend: str, model_dir: str | None) -> None:
+             threads: int | None, with_report: bool, predictions_dir: str | None, encoding: str,
+             mode: str | None, crop_size: list[int] | None,
+             stride: list[int] | None, scales: list[float] | None, flip: bool | None, backend: str,
+             model_dir: str | None) -> None:
     """Evaluate a checkpoint or an export: [CONFIG] [key=value ...]; prints per-class IoU and mIoU.
 
     The inference mode is the config's eval section (mode, crop_size, stride, scales, flip), which
     --mode, --crop-size, --stride, --scales and --flip override.
+
+    Prints per-class IoU, accuracy and Dice, mIoU, pixel accuracy, mean accuracy, fwIoU, mean
+    Dice and Cohen's kappa; writes them as JSON (--out) and the row-normalised confusion matrix
+    as a PNG beside it (<json name>_confusion.png).
+
+    With --predictions DIR no model is loaded: each sample of the split is matched to a PNG under
+    DIR by file name (its stem; for Cityscapes the city_seq_frame part, as the official evaluator
+    matches) and scored against its label.
 
     \b
     Example: sliding windows at three scales with flip, the exported model under oneDNN:
       semseg eval CONFIG --mode slide --crop-size 512,1024 --scales 0.75,1,1.25 --flip
                          --backend paddle-inference --model-dir exported/
     """
+    if predictions_dir is not None:
+        _score_predictions(args, threads, predictions_dir, split, encoding, out_path,
+                           weights is not None or model_dir is not None or backend != "dynamic" or with_report)
+        return
     from semsegpaddle.api import evaluate as run_eval
-    from semsegpaddle.core.engine.atomic import write_text_atomic
 
     _check_backend_options(backend, model_dir, weights)
     config = _load([*args, *_inference_overrides(mode, crop_size, stride, scales, flip)], threads)
-    metrics = run_eval(config, weights, split, backend=backend, model_dir=model_dir)
+    if with_report:
+        from semsegpaddle.core.inference.report import write_report
+
+        done = write_report(config, config["runtime"]["output_dir"], weights, split=split, backend=backend,
+                            model_dir=model_dir)
+        metrics = done.metrics
+    else:
+        metrics = run_eval(config, weights, split, backend=backend, model_dir=model_dir)
+    _write_metrics(metrics, config, out_path)
+    if with_report:
+        click.echo(f"report written to {done.path}")
+
+
+def _write_metrics(metrics: Any, config: Any, out_path: str | None) -> None:
+    """Print the metrics table; write the JSON (with the confusion matrix) and its PNG picture."""
+    from semsegpaddle.core.engine.atomic import write_text_atomic
+    from semsegpaddle.core.inference.metrics import save_confusion_png
+
     click.echo(metrics.table())
     target = Path(out_path) if out_path else Path(config["runtime"]["output_dir"]) / "eval_metrics.json"
-    write_text_atomic(target, json.dumps(metrics.to_json(), indent=2))
-    click.echo(f"metrics written to {target}")
+    write_text_atomic(target, json.dumps(metrics.to_json(confusion=True), indent=2))
+    picture = target.with_name(f"{target.stem}_confusion.png")
+    if metrics.confusion is None:
+        click.echo(f"metrics written to {target}")
+        return
+    save_confusion_png(metrics.confusion, metrics.class_names, picture)
+    click.echo(f"metrics written to {target}, confusion matrix to {picture}")
+
+
+def _score_predictions(args: Sequence[str], threads: int | None, predictions_dir: str, split: str | None,
+                       encoding: str, out_path: str | None, model_options: bool) -> None:
+    """``eval --predictions``: score prediction files, no model (and no paddle import)."""
+    from semsegpaddle.core.inference.scoring import score_predictions
+
+    if model_options:
+        raise click.UsageError("--predictions scores files and loads no model: drop --weights, --backend, "
+                               "--model-dir and --report")
+    config = _load(args, threads)
+    scored = score_predictions(config, predictions_dir, split, encoding, config["runtime"]["progress"])
+    unused = f"; {len(scored.unused)} PNG files matched no sample" if scored.unused else ""
+    click.echo(f"scored {predictions_dir} (values read as {scored.encoding} ids{unused})")
+    _write_metrics(scored.metrics, config, out_path)
 
 
 def _load_for_checkpoint(args: Sequence[str], weights: str | None):
@@ -350,18 +407,32 @@ def _debug() -> bool:
 
 
 @cli.command()
-@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("images", nargs=-1, required=True)
 @click.option("--config", "config_args", multiple=True,
               help="Config, then key=value overrides (repeatable). Default: the config stored in the checkpoint.")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
               help="Checkpoint (.safetensors). Default: model_best.safetensors of runtime.output_dir.")
 @click.option("--output", "output_dir", type=click.Path(file_okay=False), required=True, help="Folder for masks.")
 @click.option("--overlay", is_flag=True, help="Also write <name>_overlay.png colour overlays.")
+@click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Opacity of the mask in overlays, 0..1 (default 0.5); implies --overlay.")
+@click.option("--format", "output_format", default="index", show_default=True,
+              help="index: palette masks of class ids; cityscapes: labelId PNGs named "
+              "<city_seq_frame>_leftImg8bit.png, as the official evaluation server reads them.")
 @_inference_options
 def predict(images: tuple[str, ...], config_args: tuple[str, ...], weights: str | None, output_dir: str,
-            overlay: bool, mode: str | None, crop_size: list[int] | None, stride: list[int] | None,
+            overlay: bool, alpha: float | None, output_format: str, mode: str | None,
+            crop_size: list[int] | None, stride: list[int] | None,
             scales: list[float] | None, flip: bool | None, backend: str, model_dir: str | None) -> None:
     """Segment IMAGES into palette PNG masks (pixel value = class id) in --output.
+
+    IMAGES are image files, folders (every image below them, recursively) and list files:
+    @LIST, or a path ending in .txt or .lst, one image per line (the first field, so
+    'image label' lines work), relative to the list file's folder; '#' starts a comment.
+
+    --format cityscapes writes, per image, an 8-bit labelId PNG named
+    <city_seq_frame>_leftImg8bit.png (train ids mapped by the official table): zip the folder
+    for the Cityscapes server. Any dataset plugin declaring a submission format adds its name.
 
     Without --config, the model, class names and palette come from the checkpoint alone
     (key=value overrides given with --config apply on top of its stored config).
@@ -380,11 +451,13 @@ def predict(images: tuple[str, ...], config_args: tuple[str, ...], weights: str 
 
     _check_backend_options(backend, model_dir, weights)
     args = [*config_args, *_inference_overrides(mode, crop_size, stride, scales, flip)]
+    look = {"overlay": overlay or alpha is not None, "alpha": 0.5 if alpha is None else alpha,
+            "format": output_format}
     if backend == "paddle-inference":
-        written = run_predict(_load(args), images, output_dir, overlay=overlay, backend=backend, model_dir=model_dir)
+        written = run_predict(_load(args), images, output_dir, backend=backend, model_dir=model_dir, **look)
     else:
         config, weights_path = _load_for_checkpoint(args, weights)
-        written = run_predict(config, images, output_dir, weights_path, overlay)
+        written = run_predict(config, images, output_dir, weights_path, **look)
     click.echo(f"wrote {len(written)} masks to {output_dir}")
 
 
@@ -409,6 +482,35 @@ def export(args: tuple[str, ...], weights: str | None, output_dir: str, onnx: bo
     checks = ", ".join(f"{size}: {error:.2g}" for size, error in report.max_abs_error.items())
     click.echo(f"exported to {report.output_dir} (max |exported - model| {checks}; "
                f"largest |logit| {report.max_abs_logit:.3g})")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.argument("overrides", nargs=-1)
+@click.option("--worst", type=click.IntRange(min=0), default=8, show_default=True,
+              help="How many of the worst validation images to show.")
+@click.option("--rank-by", type=click.Choice(["miou", "error"]), default="miou", show_default=True,
+              help="Worst by per-image mIoU (lowest first) or by pixel error (highest first).")
+@click.option("--split", default=None, help="Dataset split (default: dataset.val_split).")
+@click.option("--threads", type=int, default=None, help="CPU threads (default: every core).")
+def report(run_dir: str, overrides: tuple[str, ...], worst: int, rank_by: str, split: str | None,
+           threads: int | None) -> None:
+    """Write RUN_DIR/report.html: one self-contained page to open after a run [key=value ...].
+
+    The run's best checkpoint, with the config stored in it (key=value overrides on top, e.g.
+    dataset.root=... when the data moved), segments the validation split in the config's
+    inference mode. The page shows the metrics, a per-class IoU chart, the row-normalised
+    confusion matrix, the loss / learning rate / validation curves of the run's logs, and the
+    worst validation images (input, ground truth, prediction, errors side by side).
+    """
+    from semsegpaddle.core.inference.report import report_run
+
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise click.UsageError(f"expected key=value overrides after RUN_DIR, got {', '.join(bad)}")
+    extra = [f"runtime.threads={threads}"] if threads is not None else []
+    done = report_run(run_dir, [*overrides, *extra], worst=worst, rank_by=rank_by, split=split)
+    click.echo(f"mIoU {100 * done.metrics.miou:.2f} on {done.metrics.pixels} pixels; report written to {done.path}")
 
 
 @cli.command(name="convert-weights")

@@ -99,7 +99,8 @@ def assert_exports(tmp_path: Path, name: str, **options) -> None:
     model = SegmentationModel(backbone, build(name, backbone.feature_info, 4, **options), 4, [0.0] * 3, [1.0] * 3)
     report = export_model(model, tmp_path / name, ["a", "b", "c", "d"], np.zeros((4, 3), np.uint8))
     assert set(report.max_abs_error) == {"64x64", "48x80"}
-    assert max(report.max_abs_error.values()) <= 1e-4
+    # float32 rounding relative to the logits' size (random weights and 0-255 inputs: logits ~1e3)
+    assert max(report.max_abs_error.values()) <= 1e-5 * max(1.0, report.max_abs_logit)
 
 
 def train_through_cli(tmp_path: Path, decoder: dict) -> dict:

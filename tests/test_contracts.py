@@ -91,7 +91,8 @@ def test_every_backbone_exports_with_a_dynamic_input(name, tmp_path):
     model = SegmentationModel(backbone, decoder, 4, [0.0] * 3, [1.0] * 3, aux_level=2)
     report = export_model(model, tmp_path / name, ["a", "b", "c", "d"], np.zeros((4, 3), np.uint8))
     assert set(report.max_abs_error) == {"64x64", "48x80"}
-    assert max(report.max_abs_error.values()) <= 1e-4
+    # float32 rounding relative to the logits' size (random weights and 0-255 inputs: logits ~1e3)
+    assert max(report.max_abs_error.values()) <= 1e-5 * max(1.0, report.max_abs_logit)
 
 
 _BACKBONES: dict[tuple[str, int], object] = {}

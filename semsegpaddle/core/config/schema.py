@@ -38,6 +38,28 @@ def _rgb(value: Any) -> bool:
     return len(value) == 3
 
 
+def _increasing_positive(value: Any) -> bool:
+    return all(v > 0 for v in value) and all(a < b for a, b in zip(value, value[1:]))
+
+
+def _photometric(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    if not isinstance(value, dict) or not set(value) <= {"brightness", "contrast", "saturation", "hue"}:
+        return False
+    ranges = [value.get(k) for k in ("contrast", "saturation") if value.get(k) is not None]
+    brightness, hue = value.get("brightness"), value.get("hue")
+    number = (int, float)
+    return (all(isinstance(r, list) and len(r) == 2 and all(isinstance(x, number) and not isinstance(x, bool)
+                                                            for x in r) and 0 <= r[0] <= r[1] for r in ranges)
+            and (brightness is None or (isinstance(brightness, number) and not isinstance(brightness, bool)
+                                        and 0 <= brightness <= 255))
+            and (hue is None or (isinstance(hue, int) and not isinstance(hue, bool) and 0 <= hue <= 90)))
+
+
+PHOTOMETRIC_EXPECT = ("null/false, true, or a mapping with any of brightness (a number in 0-255), contrast and "
+                      "saturation ([low, high] with 0 ≤ low ≤ high), hue (an integer in 0-90, OpenCV's 0-179 hue "
+                      "scale), each null to leave that step out")
 POSITIVE = {"check": _positive, "expect": "a number > 0"}
 NON_NEGATIVE = {"check": _non_negative, "expect": "a number ≥ 0"}
 
@@ -95,25 +117,58 @@ SCHEMA: dict[str, Any] = {
     },
     "train": {
         "iters": Key(int, 1000, "number of optimisation steps", **POSITIVE),
-        "batch_size": Key(int, 8, "images per step and per process", **POSITIVE),
+        "batch_size": Key(int, 8, "images per micro-batch and per process (see accumulate)", **POSITIVE),
         "crop_size": Key(list[int], [512, 512], "training crop [height, width]",
                           check=_pair_of_positive, expect="[height, width], both > 0"),
         "scale_range": Key(list[float], [0.5, 2.0], "random rescale range [min, max] before cropping",
                             check=lambda v: _pair_of_positive(v) and v[0] <= v[1], expect="[min, max] with 0 < min ≤ max"),
         "flip": Key(bool, True, "random horizontal flip"),
         "optimizer": Key(Literal["sgd", "adamw"], "sgd", "sgd (with momentum, L2 decay) or adamw (decoupled decay)"),
+        "nesterov": Key(bool, False, "Nesterov momentum (sgd)"),
         "lr": Key(float, 0.01, "base learning rate", **POSITIVE),
         "momentum": Key(float, 0.9, "SGD momentum (adamw: beta1)", check=lambda v: 0 <= v < 1, expect="a number in [0, 1)"),
         "weight_decay": Key(float, 4e-5, "weight decay (L2 for sgd, decoupled for adamw)", **NON_NEGATIVE),
         "power": Key(float, 0.9, "exponent of the poly learning-rate schedule", **NON_NEGATIVE),
         "warmup_iters": Key(int, 0, "linear warm-up steps from 0 to lr", **NON_NEGATIVE),
+        "schedule": Key(Literal["poly", "cosine", "step"], "poly",
+                        "learning-rate schedule after the warm-up: poly (power), cosine, or step (lr_steps, lr_gamma)"),
+        "end_lr": Key(float, 0.0, "learning rate the poly and cosine schedules end at", **NON_NEGATIVE),
+        "lr_steps": Key(list[int], [], "step schedule: after each of these steps (counted from the run's start, "
+                        "past the warm-up) the lr is multiplied by lr_gamma", check=_increasing_positive,
+                        expect="a list of increasing step numbers > 0"),
+        "lr_gamma": Key(float, 0.1, "step schedule: factor applied at each of lr_steps", **POSITIVE),
+        "backbone_lr_mult": Key(float, 1.0, "learning-rate factor of the backbone's parameters (0.1 trains the "
+                                "heads at 10x the backbone's rate)", **NON_NEGATIVE),
+        "decay_norm_bias": Key(bool, True, "apply weight decay to normalisation layers' weights and to biases "
+                               "(false: decay only conv/linear weights)"),
+        "accumulate": Key(int, 1, "micro-batches of batch_size whose gradients make one step (an effective batch "
+                          "of batch_size x accumulate x processes)", **POSITIVE),
+        "clip_grad_norm": Key(float, 0.0, "clip gradients to this global L2 norm (0: no clipping)", **NON_NEGATIVE),
+        "amp": Key(Literal["off", "fp16", "bf16", False], "off",
+                   "mixed precision (Paddle AMP O1): off, fp16 (GPU, with loss scaling) or bf16"),
         "eval_interval": Key(int, 0, "evaluate every N steps (0: only at the end)", **NON_NEGATIVE),
         "log_interval": Key(int, 10, "write a log line every N steps", **POSITIVE),
         "save_interval": Key(int, 0, "save a checkpoint every N steps (0: only at the end and at evaluations)", **NON_NEGATIVE),
         "num_workers": Key(int, 0, "data-loading worker processes (0: load in the main process)", **NON_NEGATIVE),
+        "photometric": Key(dict | bool | None, None,
+                           "photometric distortion as MMSeg's: null/false off, true = {brightness: 32, contrast: "
+                           "[0.5, 1.5], saturation: [0.5, 1.5], hue: 18}, or a mapping of the steps to apply",
+                           check=_photometric, expect=PHOTOMETRIC_EXPECT),
+        "skip_bad_samples": Key(bool, False, "replace a training sample that fails to load by the next one that "
+                                "loads (warned once, counted in the train log) instead of stopping; stops anyway "
+                                "if more than 5 % of the samples fail"),
     },
     "eval": {
         "batch_size": Key(int, 1, "images per evaluation step (images of one batch must share a size)", **POSITIVE),
+        "mode": Key(Literal["whole", "slide"], "whole",
+                    "whole: the image in one pass; slide: windows of crop_size, stride apart, logits averaged over overlaps"),
+        "crop_size": Key(list[int] | None, None, "slide window [height, width] (needed by mode slide)",
+                         check=_pair_of_positive, expect="[height, width], both > 0"),
+        "stride": Key(list[int] | None, None, "slide step [height, width], at most crop_size (null: 2/3 of crop_size)",
+                      check=_pair_of_positive, expect="[height, width], both > 0"),
+        "scales": Key(list[float], [1.0], "image scales; several: softmax probabilities averaged at the input size",
+                      check=lambda v: len(v) > 0 and all(s > 0 for s in v), expect="a non-empty list of numbers > 0"),
+        "flip": Key(bool, False, "also segment the mirrored image at every scale and average the probabilities"),
     },
     "runtime": {
         "seed": Key(int, 0, "random seed of weights, sampling and augmentation", **NON_NEGATIVE),
@@ -121,6 +176,10 @@ SCHEMA: dict[str, Any] = {
         "output_dir": Key(str, "runs/default", "folder for checkpoints, logs and metrics"),
         "device": Key(str, "auto", "auto, cpu or gpu"),
         "progress": Key(bool, True, "show progress bars"),
+        "keep_last": Key(int, 0, "also keep the K newest checkpoints as model_STEP.safetensors (0: only "
+                         "model_last and model_best)", **NON_NEGATIVE),
+        "visualdl": Key(bool, False, "write loss terms, lr, step time, mIoU and per-class IoU as VisualDL "
+                        "scalars to output_dir/visualdl (needs the visualdl extra)"),
     },
 }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import multiprocessing
 import signal
+import sys
 from typing import Any, Callable, Hashable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -21,9 +22,10 @@ from semsegpaddle.core.errors import DataError
 _worker_load: Callable[[Any], tuple[np.ndarray, ...]] | None = None
 
 
-def collate(samples: Sequence[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
-    """Stack a list of equally shaped samples field by field."""
-    return tuple(np.stack(field) for field in zip(*samples))
+def collate(samples: Sequence[tuple[Any, ...]]) -> tuple[Any, ...]:
+    """Stack a list of equally shaped samples field by field; a field that is not an array
+    (e.g. notes about the sample) becomes the list of its values."""
+    return tuple(np.stack(field) if isinstance(field[0], np.ndarray) else list(field) for field in zip(*samples))
 
 
 def _load_batch(keys: list[Hashable]) -> tuple[np.ndarray, ...]:
@@ -35,6 +37,23 @@ def _quiet_worker() -> None:
     # Ctrl-C reaches every process of the terminal's group: the parent alone decides what to do
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _fork_pool(num_workers: int) -> Any:
+    """A pool of forked workers whose OpenCV runs on one thread: the workers are the parallelism.
+
+    Set in the parent around the fork: calling ``cv2.setNumThreads`` in a forked child whose parent
+    had started OpenCV's thread pool deadlocks.
+    """
+    cv2 = sys.modules.get("cv2")
+    threads = cv2.getNumThreads() if cv2 is not None else None
+    if cv2 is not None:
+        cv2.setNumThreads(1)
+    try:
+        return multiprocessing.get_context("fork").Pool(num_workers, initializer=_quiet_worker)
+    finally:
+        if cv2 is not None:
+            cv2.setNumThreads(threads)
 
 
 def iterate_batches(load: Callable[[Any], tuple[np.ndarray, ...]], batches: Iterable[list[Hashable]],
@@ -51,7 +70,7 @@ def iterate_batches(load: Callable[[Any], tuple[np.ndarray, ...]], batches: Iter
         return
     global _worker_load
     _worker_load = lambda key: _checked(load, key)  # noqa: E731 - inherited by the forked workers
-    pool = multiprocessing.get_context("fork").Pool(num_workers, initializer=_quiet_worker)
+    pool = _fork_pool(num_workers)
     try:
         pending: collections.deque = collections.deque()
         source = iter(batches)

@@ -1,8 +1,21 @@
-"""Training augmentation: random rescale, pad, random crop, horizontal flip (numpy + OpenCV)."""
+"""Training augmentation: random rescale, random crop (padded where the image is too small),
+horizontal flip and photometric distortion — OpenCV and vectorised numpy, no per-pixel Python.
+
+Every random choice is drawn from the ``rng`` passed in, so a sample's augmentation is a function
+of that generator's seed alone (the loader seeds it with (seed, slot)), whatever process runs it.
+"""
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
+
+#: ``train.photometric: true`` means these settings (MMSeg's PhotoMetricDistortion defaults)
+PHOTOMETRIC_DEFAULTS: dict[str, Any] = {"brightness": 32, "contrast": [0.5, 1.5], "saturation": [0.5, 1.5], "hue": 18}
+
+_VALUES = np.arange(256, dtype=np.float32)
 
 
 def rescale(image: np.ndarray, label: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
@@ -29,31 +42,127 @@ def pad_to(image: np.ndarray, label: np.ndarray, height: int, width: int,
     return image, label
 
 
+def compact_label(label: np.ndarray, ignore_index: int) -> np.ndarray:
+    """``label`` in the smallest type holding its values and ``ignore_index`` (uint8 for most
+    datasets): OpenCV resizes and pads uint8 several times faster than int32."""
+    if label.dtype == np.uint8 and 0 <= ignore_index <= 255:
+        return label
+    low = min(int(label.min(initial=0)), ignore_index)
+    high = max(int(label.max(initial=0)), ignore_index)
+    for dtype in (np.uint8, np.uint16):
+        if low >= 0 and high <= np.iinfo(dtype).max:
+            return label.astype(dtype, copy=False)
+    return label.astype(np.int32, copy=False)
+
+
+def _table(alpha: float = 1.0, beta: float = 0.0) -> np.ndarray:
+    """Lookup table of ``v·alpha + beta`` clipped to 0–255 and truncated to uint8 (MMSeg's rounding)."""
+    return np.clip(_VALUES * np.float32(alpha) + np.float32(beta), 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Photometric:
+    """Photometric distortion as MMSeg's PhotoMetricDistortion defines it, on uint8 RGB images.
+
+    In order, each step applied with probability 1/2: brightness (add a value drawn from
+    [-brightness, brightness]), contrast (multiply by a factor drawn from ``contrast``) either here
+    or last (an even draw), saturation (HSV saturation × a factor drawn from ``saturation``), hue
+    (HSV hue, OpenCV's 0–179 scale, shifted by an integer in [-hue, hue], wrapping round), and
+    contrast if not done before. Every step clips to 0–255 and truncates, as MMSeg does. Each step
+    is a 256-entry lookup table; saturation and hue share one HSV round trip (MMSeg converts to
+    HSV and back once per step, which differs only by that extra rounding). A step whose setting
+    is None is never applied (and draws nothing).
+    """
+
+    brightness: float | None = None
+    contrast: tuple[float, float] | None = None
+    saturation: tuple[float, float] | None = None
+    hue: int | None = None
+
+    @classmethod
+    def from_config(cls, value: Any) -> "Photometric | None":
+        """From ``train.photometric``: null/false → None (off), true → MMSeg's defaults, a mapping
+        → the steps it names (an absent or null entry is a step not applied)."""
+        if value is None or value is False:
+            return None
+        settings = PHOTOMETRIC_DEFAULTS if value is True else value
+        pair = lambda v: None if v is None else (float(v[0]), float(v[1]))  # noqa: E731
+        return cls(brightness=None if settings.get("brightness") is None else float(settings["brightness"]),
+                   contrast=pair(settings.get("contrast")), saturation=pair(settings.get("saturation")),
+                   hue=None if settings.get("hue") is None else int(settings["hue"]))
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The distorted copy of a uint8 H×W×3 RGB image."""
+        before = _table()
+        if self.brightness is not None and rng.random() < 0.5:
+            before = _table(beta=rng.uniform(-self.brightness, self.brightness))
+        contrast_first = self.contrast is not None and rng.random() < 0.5
+        after = None
+        if self.contrast is not None and rng.random() < 0.5:
+            step = _table(alpha=rng.uniform(*self.contrast))
+            if contrast_first:
+                before = step[before]  # truncating steps compose exactly as tables
+            else:
+                after = step
+        hsv = np.stack([np.arange(256), np.arange(256), np.arange(256)], axis=-1).astype(np.uint8)
+        change_hsv = False
+        if self.saturation is not None and rng.random() < 0.5:
+            hsv[:, 1] = _table(alpha=rng.uniform(*self.saturation))
+            change_hsv = True
+        if self.hue is not None and rng.random() < 0.5:
+            shift = int(rng.integers(-self.hue, self.hue, endpoint=True))
+            hsv[:180, 0] = (np.arange(180) + shift) % 180
+            change_hsv = True
+        out = cv2.LUT(image, before)
+        if change_hsv:
+            out = cv2.cvtColor(out, cv2.COLOR_RGB2HSV)
+            out = cv2.cvtColor(cv2.LUT(out, hsv[None]), cv2.COLOR_HSV2RGB)
+        if after is not None:
+            out = cv2.LUT(out, after)
+        return out
+
+
 class TrainTransform:
-    """Random rescale in ``scale_range``, pad + random crop to ``crop_size``, random h-flip."""
+    """Random rescale in ``scale_range``, random crop to ``crop_size`` (bottom/right padding where
+    the rescaled image is smaller: ``mean`` in the image, ``ignore_index`` in the label), random
+    h-flip, and optional photometric distortion of the image (never of the padding or the label).
+
+    The draws, in order: scale, crop top, crop left, flip, then the photometric ones; so turning
+    photometric distortion on or off leaves the geometry of every sample unchanged.
+    """
 
     def __init__(self, crop_size: list[int], scale_range: list[float], flip: bool,
-                 mean: list[float], ignore_index: int) -> None:
+                 mean: list[float], ignore_index: int, photometric: Photometric | None = None) -> None:
         self.crop_h, self.crop_w = crop_size
         self.scale_range = scale_range
         self.flip = flip
         self.fill = tuple(float(m) for m in mean)
         self.ignore_index = ignore_index
+        self.photometric = photometric
 
     def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        label = label.astype(np.int32)
+        """Augment one uint8 H×W×3 image and its H×W label; returns crop-sized arrays."""
+        label = compact_label(label, self.ignore_index)
         low, high = self.scale_range
         if (low, high) != (1.0, 1.0):
             image, label = rescale(image, label, float(rng.uniform(low, high)))
-        image, label = pad_to(image, label, self.crop_h, self.crop_w, self.fill, self.ignore_index)
         h, w = label.shape
-        top = int(rng.integers(0, h - self.crop_h + 1))
-        left = int(rng.integers(0, w - self.crop_w + 1))
+        top = int(rng.integers(0, max(h - self.crop_h, 0) + 1))
+        left = int(rng.integers(0, max(w - self.crop_w, 0) + 1))
         image = image[top:top + self.crop_h, left:left + self.crop_w]
         label = label[top:top + self.crop_h, left:left + self.crop_w]
-        if self.flip and rng.random() < 0.5:
-            image, label = image[:, ::-1], label[:, ::-1]
+        flip = self.flip and rng.random() < 0.5
+        if self.photometric is not None:
+            image = self.photometric(image, rng)
+        image, label = pad_to(image, label, self.crop_h, self.crop_w, self.fill, self.ignore_index)
+        if flip:
+            image, label = cv2.flip(image, 1), cv2.flip(label, 1)
         return image, label
+
+
+def to_planes(image: np.ndarray) -> np.ndarray:
+    """uint8 H×W×3 → contiguous uint8 3×H×W (cv2.split: several times faster than a numpy transpose copy)."""
+    return np.stack(cv2.split(image))
 
 
 def to_model_input(image: np.ndarray) -> np.ndarray:

@@ -15,6 +15,8 @@ byte-identical files (safetensors stores several metadata keys in a random order
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -71,6 +73,47 @@ def save_checkpoint(path: str | Path, model: paddle.nn.Layer, config: dict[str, 
     metadata = {META_KEY: json.dumps(document, sort_keys=True, default=_json_default)}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=metadata)
+
+
+def publish_copy(source: str | Path, destination: str | Path) -> None:
+    """Make ``destination`` an atomic, fsynced copy of the finished file ``source``.
+
+    A hard link where the file system allows it (no bytes copied: checkpoint files are never
+    changed in place, only replaced), else a byte copy.
+    """
+    with atomic_path(destination) as tmp:
+        try:
+            tmp.unlink()
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+
+
+def training_step(path: str | Path) -> int:
+    """The step of a complete training checkpoint (readable to its last byte, with training
+    state); a one-line SemsegError otherwise."""
+    meta = read_metadata(path)  # safetensors refuses a file shorter than its header announces
+    if "scheduler" not in meta or "step" not in meta:
+        raise SemsegError(f"{path}: holds weights only, no training state to resume from")
+    return int(meta["step"])
+
+
+def newest_complete_checkpoint(paths: list[Path]) -> Path:
+    """Of ``paths`` (the last checkpoint first), the complete training checkpoint of the highest
+    step; a damaged one is passed over with a warning. If none is complete, the first path's
+    error is raised."""
+    found: list[tuple[int, int, Path]] = []
+    errors: list[SemsegError] = []
+    for order, path in enumerate(paths):
+        try:
+            found.append((training_step(path), -order, path))
+        except SemsegError as exc:
+            errors.append(exc)
+    if not found:
+        raise errors[0] if errors else SemsegError("no checkpoint to resume from")
+    for exc in errors:
+        warnings.warn(f"passed over an unusable checkpoint: {exc}", stacklevel=2)
+    return max(found)[2]
 
 
 def save_weights(model: paddle.nn.Layer, path: str | Path, config: dict[str, Any] | None = None,

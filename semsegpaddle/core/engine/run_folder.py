@@ -6,6 +6,10 @@
   resuming always finds a consistent one; temporaries of a killed writer are swept away.
 - Logs hold the records of one run: ``--overwrite`` removes the earlier run's files, and a
   resume drops the records of steps after its checkpoint before replaying them.
+- ``runtime.keep_last``: numbered checkpoints ``model_STEP.safetensors`` beside the last one;
+  ``--resume`` starts from the newest complete checkpoint of the set.
+- ``versions.json``: per training session, the versions of Python, Paddle, semsegpaddle and
+  every plugin that ran it.
 """
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ import errno
 import fcntl
 import json
 import os
+import re
+import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -26,9 +32,18 @@ CONFIG = "config.yaml"
 TRAIN_LOG = "train_log.jsonl"
 EVAL_LOG = "eval_log.jsonl"
 METRICS = "metrics.json"
+VERSIONS = "versions.json"
+VISUALDL = "visualdl"
 LOCK = ".lock"
-#: files a run writes; ``--overwrite`` removes exactly these (and nothing else of the folder)
-RUN_FILES = (LAST, BEST, CONFIG, TRAIN_LOG, EVAL_LOG, METRICS, "eval_metrics.json", "train_state.pdstate")
+#: files a run writes; ``--overwrite`` removes exactly these, the numbered checkpoints and the
+#: VisualDL folder (and nothing else of the folder)
+RUN_FILES = (LAST, BEST, CONFIG, TRAIN_LOG, EVAL_LOG, METRICS, VERSIONS, "eval_metrics.json", "train_state.pdstate")
+STEP_CHECKPOINT = re.compile(r"model_(\d+)\.safetensors")
+
+
+def step_checkpoint_name(step: int) -> str:
+    """The file name of the numbered checkpoint of ``step`` (``model_STEP.safetensors``)."""
+    return f"model_{step}.safetensors"
 
 
 class RunFolder:
@@ -46,9 +61,47 @@ class RunFolder:
         if self.path.exists() and not self.path.is_dir():
             raise SemsegError(f"runtime.output_dir {self.path} is a file, not a folder; choose another output_dir")
 
+    def check_start(self, resume: bool, overwrite: bool) -> None:
+        """One-line errors if a run cannot start here: a fresh run in a folder holding one (without
+        ``overwrite``), a resume with nothing to resume from."""
+        self.check_usable()
+        if resume and overwrite:
+            raise SemsegError("--resume and --overwrite exclude each other")
+        if resume and not self.resume_candidates():
+            raise SemsegError(f"cannot resume: {self.path / LAST} does not exist")
+        if not resume and not overwrite and self.holds_run():
+            raise SemsegError(f"{self.path} already holds a training run; continue it with --resume, replace it "
+                              f"with --overwrite, or set runtime.output_dir to another folder")
+
     def holds_run(self) -> bool:
         """True if a training run already wrote checkpoints here."""
-        return any((self.path / name).exists() for name in (LAST, BEST, "train_state.pdstate"))
+        return any((self.path / name).exists() for name in (LAST, BEST, "train_state.pdstate")) or \
+            bool(self.step_checkpoints())
+
+    def step_checkpoints(self) -> list[tuple[int, Path]]:
+        """The numbered checkpoints here, as (step, path), oldest first."""
+        if not self.path.is_dir():
+            return []
+        found = [(int(m.group(1)), p) for p in self.path.iterdir() if (m := STEP_CHECKPOINT.fullmatch(p.name))]
+        return sorted(found)
+
+    def resume_candidates(self) -> list[Path]:
+        """Checkpoints a resume may start from: the last one, then the numbered ones, newest first."""
+        numbered = [path for _, path in reversed(self.step_checkpoints())]
+        return ([self.path / LAST] if (self.path / LAST).is_file() else []) + numbered
+
+    def prune_step_checkpoints(self, keep: int) -> None:
+        """Remove numbered checkpoints but the ``keep`` newest."""
+        for _, path in self.step_checkpoints()[:-keep] if keep > 0 else self.step_checkpoints():
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    def drop_step_checkpoints_after(self, step: int) -> None:
+        """Remove numbered checkpoints of steps after ``step`` (a resume from ``step`` redoes them)."""
+        for number, path in self.step_checkpoints():
+            if number > step:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
 
     @contextlib.contextmanager
     def locked(self) -> Iterator["RunFolder"]:
@@ -92,6 +145,10 @@ class RunFolder:
         for name in RUN_FILES:
             with contextlib.suppress(FileNotFoundError):
                 (self.path / name).unlink()
+        for _, path in self.step_checkpoints():
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        shutil.rmtree(self.path / VISUALDL, ignore_errors=True)
 
     def truncate_logs(self, step: int) -> None:
         """Keep only log records of steps ≤ ``step`` (a resume replays the later ones)."""
@@ -107,6 +164,17 @@ class RunFolder:
         """Append one JSON record to a log (one line; a torn last line is dropped on resume)."""
         with open(self.path / name, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
+
+    def record_versions(self, record: dict[str, Any]) -> None:
+        """Add a session's versions record to ``versions.json`` (a list, one record per session);
+        records of sessions that started at or after this one's step are replaced."""
+        path = self.path / VERSIONS
+        sessions: list[Any] = []
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+            sessions = loaded if isinstance(loaded, list) else []
+        sessions = [s for s in sessions if isinstance(s, dict) and s.get("start_step", 0) < record["start_step"]]
+        write_text_atomic(path, json.dumps([*sessions, record], indent=2) + "\n")
 
     def write_config(self, text: str) -> None:
         """Write the run's resolved config."""

@@ -35,9 +35,14 @@ def local_processes(world_size: int) -> int:
     return int(os.environ.get("PADDLE_LOCAL_SIZE", os.environ.get("PADDLE_TRAINERS_NUM_LOCAL", world_size)))
 
 
+def gpu_available() -> bool:
+    """True if this Paddle build is compiled with CUDA and sees at least one GPU."""
+    return paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+
+
 def choose_device(device: str) -> str:
     """Resolve ``auto``/``cpu``/``gpu`` to what exists; asking for a GPU without one is an error."""
-    has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+    has_gpu = gpu_available()
     if device == "auto":
         return "gpu" if has_gpu else "cpu"
     if device == "gpu" and not has_gpu:

@@ -1,30 +1,40 @@
-"""The training loop: SGD + poly LR, weighted CE, periodic evaluation, checkpoints that resume exactly."""
+"""The training loop: periodic evaluation and logs, checkpoints that resume exactly.
+
+The pieces it drives: :mod:`optim` (optimizer, schedule, parameter groups, clipping), :mod:`step`
+(micro-batches, AMP, data-parallel sync), :mod:`checkpoint` and :mod:`run_folder` (what is
+written and resumed), :mod:`progress` and :mod:`scalar_log` (what the user sees).
+"""
 from __future__ import annotations
 
 import contextlib
 import json
-import math
-import time
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import paddle
-from tqdm import tqdm
 
+from semsegpaddle.core.data.datasets import SkipCounter, create_dataset, train_loader
+from semsegpaddle.core.engine.agreement import check_ranks_agree
+from semsegpaddle.core.engine.amp import AmpPlan, make_amp_plan
 from semsegpaddle.core.engine.atomic import write_text_atomic
-from semsegpaddle.core.engine.checkpoint import label_space, restore_training_state, save_checkpoint, save_weights
-from semsegpaddle.core.data.datasets import create_dataset, train_loader
-from semsegpaddle.core.errors import SemsegError
-from semsegpaddle.core.inference.evaluation import evaluate
+from semsegpaddle.core.engine.checkpoint import (label_space, newest_complete_checkpoint, publish_copy,
+                                                 restore_training_state, save_checkpoint, save_weights)
 from semsegpaddle.core.engine.interrupt import TrainingStopped, stop_on_signals
-from semsegpaddle.core.model.losses import create_loss
+from semsegpaddle.core.engine.optim import build_optimizer  # noqa: F401 - also offered from here
+from semsegpaddle.core.engine.progress import Progress, timed
+from semsegpaddle.core.engine.run_folder import (BEST, EVAL_LOG, LAST, METRICS, TRAIN_LOG, VISUALDL, RunFolder,
+                                                 step_checkpoint_name)
+from semsegpaddle.core.engine.runtime import (DistEnv, choose_device, convert_batch_norm, init_distributed,
+                                              quiet_paddle, seed_everything, set_threads)
+from semsegpaddle.core.engine.scalar_log import NoScalarLog, ScalarLog, eval_scalars, require_visualdl
+from semsegpaddle.core.engine.step import StepRunner
+from semsegpaddle.core.inference.evaluation import evaluate
+from semsegpaddle.core.inference.modes import InferenceMode
 from semsegpaddle.core.inference.metrics import Metrics
 from semsegpaddle.core.model.assembly import create_model
-from semsegpaddle.core.engine.run_folder import BEST, EVAL_LOG, LAST, METRICS, TRAIN_LOG, RunFolder
-from semsegpaddle.core.engine.runtime import (DistEnv, choose_device, convert_batch_norm, init_distributed,
-                                       quiet_paddle, seed_everything, set_threads)
-
+from semsegpaddle.core.model.losses import create_loss
 
 
 @dataclass
@@ -37,6 +47,7 @@ class TrainResult:
     metrics: Metrics | None = None
     best_miou: float = float("nan")
     already_complete: bool = False  # a resume found the run finished: nothing was done
+    rank_digests: list[str] = field(default_factory=list)  # sha256 of each process's trained weights
 
 
 def setup_runtime(config: dict[str, Any]) -> tuple[DistEnv, str]:
@@ -49,23 +60,6 @@ def setup_runtime(config: dict[str, Any]) -> tuple[DistEnv, str]:
     set_threads(runtime["threads"], dist.world_size)
     seed_everything(runtime["seed"])
     return dist, device
-
-
-def build_optimizer(model: paddle.nn.Layer, train: dict[str, Any]) -> tuple[Any, Any]:
-    """SGD with momentum and L2 decay (or AdamW), on a poly schedule with optional linear warm-up."""
-    decay_steps = max(1, train["iters"] - train["warmup_iters"])
-    scheduler: Any = paddle.optimizer.lr.PolynomialDecay(train["lr"], decay_steps, end_lr=0.0, power=train["power"])
-    if train["warmup_iters"] > 0:
-        scheduler = paddle.optimizer.lr.LinearWarmup(scheduler, train["warmup_iters"], 0.0, train["lr"])
-    if train["optimizer"] == "adamw":
-        optimizer = paddle.optimizer.AdamW(learning_rate=scheduler, beta1=train["momentum"],
-                                           parameters=model.parameters(), weight_decay=train["weight_decay"])
-    else:
-        optimizer = paddle.optimizer.Momentum(
-            learning_rate=scheduler, momentum=train["momentum"], parameters=model.parameters(),
-            weight_decay=paddle.regularizer.L2Decay(train["weight_decay"]),
-        )
-    return optimizer, scheduler
 
 
 def share_rank0_statistics(model: paddle.nn.Layer, dist: DistEnv) -> None:
@@ -84,15 +78,12 @@ def share_rank0_statistics(model: paddle.nn.Layer, dist: DistEnv) -> None:
             pdist.broadcast(tensor, src=0)
 
 
-def _check_folder(folder: RunFolder, resume: bool, overwrite: bool) -> None:
-    folder.check_usable()
-    if resume and overwrite:
-        raise SemsegError("--resume and --overwrite exclude each other")
-    if resume and not (folder / LAST).is_file():
-        raise SemsegError(f"cannot resume: {folder / LAST} does not exist")
-    if not resume and not overwrite and folder.holds_run():
-        raise SemsegError(f"{folder.path} already holds a training run; continue it with --resume, replace it "
-                          f"with --overwrite, or set runtime.output_dir to another folder")
+def loader_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The config the batch loader sees: one batch per step holds every micro-batch of the step."""
+    accumulate = config["train"]["accumulate"]
+    if accumulate == 1:
+        return config
+    return {**config, "train": {**config["train"], "batch_size": config["train"]["batch_size"] * accumulate}}
 
 
 def train(config: dict[str, Any], *, resume: bool = False, overwrite: bool = False) -> TrainResult:
@@ -100,23 +91,31 @@ def train(config: dict[str, Any], *, resume: bool = False, overwrite: bool = Fal
 
     A fresh run refuses a folder that already holds a run unless ``overwrite`` is set, and a
     folder another process trains in. Nothing in the folder changes until the run is known to
-    start: the model, data and (on resume) the checkpoint are checked first. SIGTERM or Ctrl-C
-    stop after the current step with a checkpoint (:class:`TrainingStopped`).
+    start: options, model, data and (on resume) the checkpoint are checked first. ``--resume``
+    continues from the newest complete checkpoint (``model_last`` or a numbered one). SIGTERM or
+    Ctrl-C stop after the current step with a checkpoint (:class:`TrainingStopped`).
     """
+    from semsegpaddle.core.engine.provenance import session_record
+
     folder = RunFolder(config["runtime"]["output_dir"])
-    _check_folder(folder, resume, overwrite)
+    folder.check_start(resume, overwrite)
     dist, device = setup_runtime(config)
+    amp = make_amp_plan(config["train"]["amp"], device)
+    if config["runtime"]["visualdl"] and dist.is_main:
+        require_visualdl()
     train_set = create_dataset(config, config["dataset"]["train_split"])
     val_set = create_dataset(config, config["dataset"]["val_split"])
     model = create_model(config, train_set.num_classes)
     model = convert_batch_norm(model, device, dist.world_size)
     criterion = create_loss(config, model, train_set.ignore_index)
-    optimizer, scheduler = build_optimizer(model, config["train"])
+    optimizer, scheduler = build_optimizer(model, config)
     with folder.locked() if dist.is_main else contextlib.nullcontext(folder):
-        _check_folder(folder, resume, overwrite)  # again, now that no other process can write here
-        start, best = 0, -1.0
+        folder.check_start(resume, overwrite)  # again, now that no other process can write here
+        start, best, meta = 0, -1.0, {}
         if resume:
-            meta = restore_training_state(folder / LAST, model, optimizer, scheduler)
+            source = newest_complete_checkpoint(folder.resume_candidates())
+            meta = restore_training_state(source, model, optimizer, scheduler)
+            amp.restore(meta.get("amp_scaler"))
             start, best = int(meta["step"]), float(meta.get("best_miou", -1.0))
             if start >= config["train"]["iters"]:
                 return TrainResult(folder.path, start, best_miou=best, already_complete=True)
@@ -126,75 +125,111 @@ def train(config: dict[str, Any], *, resume: bool = False, overwrite: bool = Fal
                 folder.clear()
             if resume:
                 folder.truncate_logs(start)
+                folder.drop_step_checkpoints_after(start)
+                if source != folder / LAST:  # the last checkpoint was older or damaged
+                    publish_copy(source, folder / LAST)
             folder.write_config(config.to_yaml() if hasattr(config, "to_yaml") else json.dumps(config))
-        return _train_loop(config, folder, dist, model, criterion, optimizer, scheduler, train_set, val_set, start, best)
+            folder.record_versions(session_record(start, dist.world_size, device))
+        skips = SkipCounter(config["train"].get("skip_bad_samples", False), meta.get("skipped"))
+        return _train_loop(config, folder, dist, model, criterion, optimizer, scheduler, amp, skips,
+                           train_set, val_set, start, best)
 
 
-def _train_loop(config: dict[str, Any], folder: RunFolder, dist: DistEnv, model: paddle.nn.Layer, criterion: Any, optimizer: Any,
-                scheduler: Any, train_set: Any, val_set: Any, start: int, best: float) -> TrainResult:
+def _train_loop(config: dict[str, Any], folder: RunFolder, dist: DistEnv, model: paddle.nn.Layer, criterion: Any,
+                optimizer: Any, scheduler: Any, amp: AmpPlan, skips: SkipCounter, train_set: Any, val_set: Any,
+                start: int, best: float) -> TrainResult:
     train_cfg, runtime = config["train"], config["runtime"]
     net = paddle.DataParallel(model) if dist.world_size > 1 else model
+    runner = StepRunner(net, criterion, optimizer, amp, train_cfg["accumulate"], runtime["seed"], dist.rank,
+                        dist.world_size)
     label_info = label_space(train_set)
     result = TrainResult(folder.path, start)
     show = runtime["progress"] and dist.is_main
+    scalars: Any = ScalarLog(folder / VISUALDL, start) if runtime["visualdl"] and dist.is_main else NoScalarLog()
 
     def checkpoint(step: int) -> None:
-        if dist.is_main:
-            save_checkpoint(folder / LAST, model, config, optimizer=optimizer, scheduler=scheduler, step=step,
-                            best_miou=best, **label_info)
+        if not dist.is_main:
+            return
+        extra = {"amp_scaler": amp.state()} if amp.scaler is not None else {}
+        state = dict(optimizer=optimizer, scheduler=scheduler, step=step, best_miou=best, **label_info,
+                     **skips.record(), **extra)
+        keep = runtime["keep_last"]
+        if keep > 0:  # the numbered file first: a kill between the two leaves it the newest
+            numbered = folder / step_checkpoint_name(step)
+            save_checkpoint(numbered, model, config, **state)
+            publish_copy(numbered, folder / LAST)
+            folder.prune_step_checkpoints(keep)
+        else:
+            save_checkpoint(folder / LAST, model, config, **state)
+        scalars.flush()
 
     model.train()
-    bar = tqdm(total=train_cfg["iters"], initial=start, desc="train", unit="it", disable=not show,
-               dynamic_ncols=True)
-    tic = time.perf_counter()
+    progress = Progress(train_cfg["iters"], start, show)
     step, saved_step = start, start
-    loader = train_loader(train_set, config, start, dist.rank, dist.world_size)
+    loader = train_loader(train_set, loader_config(config), start, dist.rank, dist.world_size)
     with stop_on_signals() as stop:
         try:
-            for step, (images, labels) in enumerate(loader, start=start + 1):
-                # dropout & co. draw from a generator seeded by (seed, step): a resumed run repeats them exactly
-                paddle.seed((runtime["seed"] * 1_000_003 + step) * 64 + dist.rank)
-                outputs = net(images)
-                loss, terms = criterion(outputs, labels)
-                loss_value = float(loss)
-                if not math.isfinite(loss_value):
-                    raise SemsegError(f"loss became {loss_value} at step {step}; lower train.lr or check the labels "
-                                      f"({folder / LAST} keeps step {saved_step})")
-                loss.backward()
-                optimizer.step()
-                optimizer.clear_grad()
+            for step, (waited, batch) in enumerate(timed(loader), start=start + 1):
+                images, labels = batch
+                skips.add(batch, dist.world_size)
+                done = runner.run(step, images, labels, f"{folder / LAST} keeps step {saved_step}")
                 lr = optimizer.get_lr()
                 scheduler.step()
-                result.losses.append(loss_value)
+                result.losses.append(done.loss)
                 result.steps = step
-                bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", refresh=False)
-                bar.update(1)
+                progress.update(done.loss, lr, waited)
                 if dist.is_main and (step % train_cfg["log_interval"] == 0 or step == train_cfg["iters"]):
-                    folder.append_log(TRAIN_LOG, {"step": step, "loss": loss_value, "terms": terms, "lr": lr,
-                                                  "seconds": round(time.perf_counter() - tic, 3)})
+                    times = progress.interval_times()
+                    folder.append_log(TRAIN_LOG, {"step": step, "loss": done.loss, "terms": done.terms, "lr": lr,
+                                                  **times, **skips.record()})
+                    scalars.scalars(step, {"train/loss": done.loss, "train/lr": lr,
+                                           "train/step_time": times["step_time"],
+                                           "train/data_time": times["data_time"],
+                                           **{f"train/loss_{_output_name(i)}": t for i, t in enumerate(done.terms)}})
                 evaluate_now = step == train_cfg["iters"] or (train_cfg["eval_interval"] and step % train_cfg["eval_interval"] == 0)
                 if evaluate_now:
                     share_rank0_statistics(model, dist)
-                    metrics = evaluate(model, val_set, config["eval"]["batch_size"], show, dist)
+                    metrics = evaluate(model, val_set, config["eval"]["batch_size"], show, dist,
+                                       InferenceMode.from_config(config))
                     result.metrics = metrics
                     if dist.is_main:
-                        bar.write(f"step {step}: val mIoU {100 * metrics.miou:.2f}")
+                        progress.write(f"step {step}: val mIoU {100 * metrics.miou:.2f}")
                         folder.append_log(EVAL_LOG, {"step": step, **metrics.to_json()})
+                        scalars.scalars(step, eval_scalars(metrics.to_json()))
                         if metrics.miou > best:
                             best = metrics.miou
                             save_weights(model, folder / BEST, config, step=step, miou=metrics.miou, **label_info)
                 if evaluate_now or (train_cfg["save_interval"] and step % train_cfg["save_interval"] == 0):
                     checkpoint(step)
                     saved_step = step
-                if stop.signum is not None:
+                if _stop_agreed(stop.signum, dist):
                     if saved_step != step:
                         checkpoint(step)
-                    raise TrainingStopped(f"stopped by {stop.name} after step {step}; checkpoint saved in "
-                                          f"{folder / LAST}; continue with --resume", stop.signum)
+                    signum = stop.signum or signal.SIGTERM  # another process received it
+                    raise TrainingStopped(f"stopped by {signal.Signals(signum).name} after step {step}; checkpoint "
+                                          f"saved in {folder / LAST}; continue with --resume", signum)
         finally:
             loader.close()
-            bar.close()
+            progress.close()
+            scalars.close()
     result.best_miou = best
+    result.rank_digests = check_ranks_agree(model, dist) if dist.world_size > 1 else []
     if dist.is_main and result.metrics is not None:
         write_text_atomic(folder / METRICS, json.dumps(result.metrics.to_json(), indent=2))
     return result
+
+
+def _stop_agreed(signum: int | None, dist: DistEnv) -> bool:
+    """True if any process was asked to stop: all of them then stop after the same step (one
+    would otherwise wait for ever in the next step's gradient all-reduce)."""
+    if dist.world_size <= 1:
+        return signum is not None
+    import paddle.distributed as pdist
+
+    flag = paddle.to_tensor([0 if signum is None else 1], dtype="int32")
+    pdist.all_reduce(flag, op=pdist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
+def _output_name(index: int) -> str:
+    return "main" if index == 0 else f"aux{index}"

@@ -1,4 +1,8 @@
-"""Export a trained model for Paddle Inference, with any input size, and verify the export."""
+"""Export a trained model for Paddle Inference, with any input size, and verify the export.
+
+The model is traced with :func:`~semsegpaddle.core.inference.export_ops.inference_friendly_ops`:
+a few operators are written in a form Paddle Inference runs with oneDNN and its default passes.
+"""
 from __future__ import annotations
 
 import json
@@ -14,6 +18,7 @@ from paddle.static import InputSpec
 
 from semsegpaddle.core.engine.atomic import staging_dir
 from semsegpaddle.core.inference.capture import Captured, captured_output
+from semsegpaddle.core.inference.export_ops import inference_friendly_ops
 from semsegpaddle.core.errors import SemsegError
 
 MODEL_PREFIX = "model"
@@ -79,7 +84,8 @@ def _save_and_check(model: paddle.nn.Layer, staging: Path, check_sizes: Sequence
                     verbose: bool, log: Captured) -> tuple[dict[str, float], float]:
     """Write the model files into ``staging``; return max |exported - model| per runner and checked
     size, and the largest |logit| of the model over the checks."""
-    paddle.jit.save(model, str(staging / MODEL_PREFIX), input_spec=[InputSpec([None, 3, None, None], "float32", "x")])
+    with inference_friendly_ops():
+        paddle.jit.save(model, str(staging / MODEL_PREFIX), input_spec=[InputSpec([None, 3, None, None], "float32", "x")])
     loaded = paddle.jit.load(str(staging / MODEL_PREFIX))
     runners = {"paddle": lambda x: loaded(x).numpy()}
     if onnx:

@@ -11,12 +11,24 @@ Output names (decided for all inputs before anything is written):
   output folder may be the images' own folder);
 - if two outputs would still coincide, or an output would still be an input, nothing is written
   and a one-line error names both.
+
+With a submission format (``semseg predict --format cityscapes``: a dataset plugin's
+``submission_name`` and ``submission_ids`` extras) each mask is named by the format
+(``<city_seq_frame>_leftImg8bit.png``) and holds the official ids (labelIds) as 8-bit gray; an
+input the format cannot name, or two inputs given the same name, stop the command before anything
+is written.
+
+Inputs (:func:`expand_inputs`): image files; folders (every image below them, recursively, in
+sorted order); list files, given as ``@LIST`` or as a path ending in ``.txt`` or ``.lst``: one
+image per line (its first field, so ``image label`` lines work), relative to the list file's
+folder, blank lines and ``#`` comments skipped.
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -24,10 +36,77 @@ from tqdm import tqdm
 
 from semsegpaddle.core.engine.atomic import atomic_path
 from semsegpaddle.core.errors import DataError, SemsegError
-from semsegpaddle.core.inference.evaluation import predict_batch
+from semsegpaddle.core.inference.evaluation import as_segmenter, predict_batch
+from semsegpaddle.core.inference.modes import InferenceMode
 from semsegpaddle.core.data.image_io import read_image
 
-__all__ = ["read_image", "save_mask", "blend", "output_names", "predict_files", "PredictionError"]
+__all__ = ["read_image", "save_mask", "blend", "output_names", "predict_files", "PredictionError",
+           "expand_inputs", "SubmissionFormat"]
+
+#: file extensions taken from folders
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+#: extensions of arguments read as list files (besides ``@LIST``)
+LIST_EXTENSIONS = (".txt", ".lst")
+
+
+@dataclass(frozen=True)
+class SubmissionFormat:
+    """How an official evaluation wants predictions: ``name(file name)`` gives the output file
+    name (None when the input cannot be named), ``ids[c]`` the value written for class ``c``."""
+
+    label: str
+    name: Callable[[str], str | None]
+    ids: np.ndarray
+
+
+def submission_format(name: str, num_classes: int) -> SubmissionFormat:
+    """The submission format of the dataset component ``name`` (its ``submission_name`` and
+    ``submission_ids`` registry extras), checked against the model's ``num_classes``."""
+    from semsegpaddle.core.inference.scoring import submission_ids
+    from semsegpaddle.core.plugin.manager import get_registry
+
+    registry = get_registry("dataset")
+    offering = [c.name for c in registry if {"submission_name", "submission_ids"} <= set(c.extras)]
+    if name not in offering:
+        raise SemsegError(f"unknown --format {name!r}; expected index (palette masks) or one of: "
+                          f"{', '.join(offering) or 'none installed'}")
+    extras = registry.get(name).extras
+    ids = submission_ids(extras, num_classes)
+    table = np.zeros(num_classes, dtype=np.int64)
+    for cls, value in ids.items():
+        table[cls] = value
+    return SubmissionFormat(name, extras["submission_name"], table)
+
+
+def expand_inputs(items: Sequence[str | Path]) -> list[Path]:
+    """Image paths from files, folders (recursively) and list files (see the module docstring).
+
+    A missing argument, an empty folder or list, or a missing list file is a one-line error.
+    Files named in a list are not checked here: an unreadable one is reported when predicted.
+    """
+    from semsegpaddle.core.data.file_dataset import read_list_lines
+
+    images: list[Path] = []
+    for item in items:
+        text = str(item)
+        if text.startswith("@") or Path(text).suffix.lower() in LIST_EXTENSIONS:
+            listed = Path(text[1:] if text.startswith("@") else text)
+            rows = read_list_lines(listed)
+            if not rows:
+                raise SemsegError(f"{listed}: the list names no images")
+            images.extend(listed.parent / fields[0] for _, fields in rows)
+            continue
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+            if not found:
+                raise SemsegError(f"{path}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder or below")
+            images.extend(found)
+        elif path.exists():
+            images.append(path)
+        else:
+            raise FileNotFoundError(2, "input not found", str(path))
+    return images
 
 
 class PredictionError(DataError):
@@ -48,8 +127,14 @@ def save_mask(mask: np.ndarray, palette: np.ndarray, path: str | Path) -> None:
         image.save(tmp, format="PNG")
 
 
+def save_ids(mask: np.ndarray, ids: np.ndarray, path: str | Path) -> None:
+    """Write ``ids[mask]`` (e.g. Cityscapes labelIds of train ids) as an 8-bit gray PNG."""
+    with atomic_path(path) as tmp:
+        Image.fromarray(ids[mask].astype(np.uint8), mode="L").save(tmp, format="PNG")
+
+
 def blend(image: np.ndarray, mask: np.ndarray, palette: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """The image with the mask's colours blended in (uint8 H×W×3)."""
+    """The image with the mask's colours blended in (uint8 H×W×3); ``alpha`` is the mask's opacity."""
     colours = palette[np.clip(mask, 0, len(palette) - 1)]
     return (image * (1 - alpha) + colours * alpha).astype(np.uint8)
 
@@ -87,14 +172,16 @@ def _disambiguated(group: list[Path]) -> list[str]:
     return ["_".join(r.parts).replace(".", "_") for r in relative]
 
 
-def output_names(inputs: Sequence[str | Path], output_dir: str | Path,
-                 overlay: bool = False) -> list[tuple[Path, Path, Path | None]]:
+def output_names(inputs: Sequence[str | Path], output_dir: str | Path, overlay: bool = False,
+                 submission: SubmissionFormat | None = None) -> list[tuple[Path, Path, Path | None]]:
     """(input, mask path, overlay path or None) per distinct input, following the module's rules.
 
     Raises SemsegError, before anything is written, if outputs would coincide or replace an input.
     """
     output_dir = Path(output_dir)
     files = _unique_inputs(inputs)
+    if submission is not None:
+        return _submission_names(files, output_dir, submission)
     by_stem: dict[str, list[int]] = {}
     for index, path in enumerate(files):
         by_stem.setdefault(path.stem.casefold(), []).append(index)
@@ -128,14 +215,46 @@ def output_names(inputs: Sequence[str | Path], output_dir: str | Path,
     return plan
 
 
+def _submission_names(files: list[Path], output_dir: Path, submission: SubmissionFormat
+                      ) -> list[tuple[Path, Path, Path | None]]:
+    """Names given by a submission format; refused before writing if unnamed, shared or an input."""
+    unnamed = [str(p) for p in files if submission.name(p.name) is None]
+    if unnamed:
+        raise SemsegError(f"--format {submission.label}: {len(unnamed)} input(s) are not named as the format "
+                          f"needs (first: {unnamed[0]})")
+    inputs = {p.resolve() for p in files} | {i for i in map(_file_id, files) if i}
+    plan, owner = [], {}
+    for path in files:
+        target = output_dir / submission.name(path.name)
+        if target.resolve() in inputs or _file_id(target) in inputs:
+            raise SemsegError(f"the output {target} for {path} would overwrite an input image; "
+                              f"choose another --output folder")
+        if target.name in owner:
+            raise SemsegError(f"{owner[target.name]} and {path} would both write {target}; "
+                              f"--format {submission.label} names them alike")
+        owner[target.name] = path
+        plan.append((path, target, None))
+    return plan
+
+
 def predict_files(model, inputs: Sequence[str | Path], output_dir: str | Path, palette: np.ndarray,
-                  overlay: bool = False, progress: bool = True) -> list[Path]:
+                  overlay: bool = False, progress: bool = True, mode: InferenceMode | None = None,
+                  alpha: float = 0.5, submission: SubmissionFormat | None = None) -> list[Path]:
     """Segment each input file into a palette mask (+ overlay) in ``output_dir``; return the masks.
 
-    Names follow :func:`output_names`. An unreadable image does not stop the others: once all
-    readable ones are written, :class:`PredictionError` names the unreadable ones.
+    ``model`` is a paddle model (in eval mode), a backend or a segmenter; ``mode`` the inference
+    mode (default: the segmenter's, else whole image). Names follow :func:`output_names`. An
+    unreadable image does not stop the others: once all readable ones are written,
+    :class:`PredictionError` names the unreadable ones. ``alpha`` is the mask's opacity in
+    overlays; ``submission`` writes a format's ids instead of palette masks (no overlays).
     """
-    plan = output_names(inputs, output_dir, overlay)
+    if not 0.0 <= alpha <= 1.0:
+        raise SemsegError(f"alpha={alpha} is not valid; expected a number from 0 (image only) to 1 (mask only)")
+    if submission is not None and overlay:
+        raise SemsegError(f"--format {submission.label} writes only the files the evaluation reads; "
+                          f"drop --overlay (or predict overlays into another folder)")
+    plan = output_names(inputs, output_dir, overlay, submission)
+    segmenter = as_segmenter(model, mode)
     written: list[Path] = []
     failed: list[str] = []
     for path, mask_path, overlay_path in tqdm(plan, desc="predict", unit="img", disable=not progress,
@@ -145,12 +264,15 @@ def predict_files(model, inputs: Sequence[str | Path], output_dir: str | Path, p
         except DataError as exc:
             failed.append(str(exc))
             continue
-        mask = predict_batch(model, [image])[0]
-        save_mask(mask, palette, mask_path)
+        mask = predict_batch(segmenter, [image])[0]
+        if submission is not None:
+            save_ids(mask, submission.ids, mask_path)
+        else:
+            save_mask(mask, palette, mask_path)
         written.append(mask_path)
         if overlay_path is not None:
             with atomic_path(overlay_path) as tmp:
-                Image.fromarray(blend(image, mask, palette)).save(tmp, format="PNG")
+                Image.fromarray(blend(image, mask, palette, alpha)).save(tmp, format="PNG")
     if failed:
         others = f"{len(written)} mask{'' if len(written) == 1 else 's'} written for the others"
         raise PredictionError(f"{len(failed)} of {len(plan)} images unreadable ({others}): {'; '.join(failed)}",

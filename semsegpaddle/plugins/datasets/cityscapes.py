@@ -6,6 +6,7 @@ dataset is built.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from semsegpaddle import hookimpl
@@ -28,6 +29,29 @@ def cityscapes(split: str, *, root: Path, use_train_ids: bool = True, coarse: bo
     from semsegpaddle.plugins.datasets.cityscapes_dataset import CityscapesDataset
 
     return CityscapesDataset(root, split, mapping, use_train_ids=use_train_ids, coarse=coarse, list_file=list_file)
+
+
+#: CITY_SEQUENCE_FRAME anywhere in a file name, as the official evaluator matches files
+_FRAME = re.compile(r"([A-Za-z-]+_\d{6}_\d{6})(?!\d)")
+
+
+def sample_key(file_name: str) -> str | None:
+    """The ``city_seq_frame`` part of a Cityscapes file name (None if it has none)."""
+    found = _FRAME.search(file_name)
+    return found.group(1) if found else None
+
+
+def submission_name(file_name: str) -> str | None:
+    """The name the evaluation server expects for the prediction of an image file."""
+    key = sample_key(file_name)
+    return None if key is None else f"{key}_leftImg8bit.png"
+
+
+def submission_ids() -> dict[int, int]:
+    """Train id (class index) -> labelId of the official table, for files the evaluator reads."""
+    from semsegpaddle.plugins.datasets.cityscapes_labels import TRAIN_LABELS
+
+    return {label.train_id: label.id for label in TRAIN_LABELS}
 
 
 @hookimpl
@@ -53,4 +77,7 @@ def semseg_register_datasets(register):
         },
         description="Cityscapes, 19 classes by the official label table, 255 = ignored (splits train, val, "
                     "test; train_extra with coarse; no download)",
+        sample_key=sample_key,
+        submission_ids=submission_ids,
+        submission_name=submission_name,
     )

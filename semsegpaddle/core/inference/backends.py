@@ -1,0 +1,154 @@
+"""Inference backends: what turns a batch of images into logits.
+
+A backend is called as ``backend(batch)`` with an N×3×H×W float32 numpy batch (RGB, 0-255; the
+model normalises) and returns N×C×H×W float32 numpy logits; ``num_classes`` is C. Two exist:
+
+- :class:`DynamicBackend`: a paddle model in memory (dynamic graph), as trained;
+- :class:`PaddleInferenceBackend`: a folder written by ``semseg export``, run by Paddle Inference,
+  with oneDNN on CPU, or on the GPU when Paddle sees one.
+
+The inference modes (:mod:`semsegpaddle.core.inference.modes`) work with either.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from semsegpaddle.core.errors import SemsegError
+
+BACKENDS = ("dynamic", "paddle-inference")
+#: files an export folder must hold
+EXPORT_FILES = ("model.json", "model.pdiparams", "export_info.json")
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Anything that maps an N×3×H×W float32 batch (RGB 0-255) to N×C×H×W float32 logits."""
+
+    num_classes: int
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """Logits of ``batch``."""
+        ...
+
+
+class DynamicBackend:
+    """A paddle model in memory; its forward is run without gradients, in the model's current
+    train/eval state (callers put it in eval mode). ``num_classes`` is the model's (None if it
+    does not say)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.num_classes = getattr(model, "num_classes", None)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """Logits of ``batch`` as numpy."""
+        import paddle
+
+        with paddle.no_grad():
+            out = self.model(paddle.to_tensor(np.ascontiguousarray(batch, dtype=np.float32)))
+        if isinstance(out, (list, tuple)):
+            raise SemsegError("the model returned its training outputs: put it in eval mode (model.eval())")
+        return out.numpy()
+
+
+class PaddleInferenceBackend:
+    """An exported model folder (``model.json``, ``model.pdiparams``, ``export_info.json``) run by
+    Paddle Inference.
+
+    On CPU, oneDNN is on (``onednn=False`` turns it off) with ``threads`` math threads (0: every
+    available core); with ``device`` ``gpu``, or ``auto`` and a GPU that Paddle sees, it runs on
+    GPU 0. ``class_names`` and ``palette`` come from ``export_info.json``.
+    """
+
+    def __init__(self, model_dir: str | Path, threads: int = 0, device: str = "auto", onednn: bool = True) -> None:
+        self.model_dir = Path(model_dir)
+        info = read_export_info(self.model_dir)
+        self.class_names: list[str] = [str(name) for name in info["class_names"]]
+        self.num_classes = len(self.class_names)
+        self.palette = np.asarray(info["palette"], dtype=np.uint8)
+        self.device = _resolve_device(device)
+        #: True when the CPU kernels are oneDNN's
+        self.onednn = onednn and self.device == "cpu"
+        self._predictor = self._create(threads, onednn)
+        self._input = self._predictor.get_input_handle(self._predictor.get_input_names()[0])
+        self._output = self._predictor.get_output_handle(self._predictor.get_output_names()[0])
+
+    def _create(self, threads: int, onednn: bool) -> Any:
+        from paddle import inference
+
+        from semsegpaddle.core.engine.runtime import available_cores
+
+        config = inference.Config(str(self.model_dir / "model.json"), str(self.model_dir / "model.pdiparams"))
+        if self.device == "gpu":
+            config.enable_use_gpu(256, 0)
+        else:
+            config.disable_gpu()
+            if onednn:
+                config.enable_mkldnn()
+            else:
+                config.disable_mkldnn()  # Paddle Inference turns it on by default on CPU
+            config.set_cpu_math_library_num_threads(threads or available_cores())
+        config.disable_glog_info()
+        try:
+            return inference.create_predictor(config)
+        except Exception as exc:
+            raise SemsegError(f"{self.model_dir}: Paddle Inference cannot load the model: {_summary(exc)}") from exc
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """Logits of ``batch`` as numpy."""
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        self._input.reshape(list(batch.shape))
+        self._input.copy_from_cpu(batch)
+        try:
+            self._predictor.run()
+        except Exception as exc:
+            hint = ""
+            if "ConvertPirAttribute2RuntimeAttribute" in str(exc):
+                hint = " (an export written before oneDNN support: run `semseg export` again)"
+            raise SemsegError(f"{self.model_dir}: Paddle Inference failed on a batch of shape "
+                              f"{tuple(batch.shape)}: {_summary(exc)}{hint}") from exc
+        return self._output.copy_to_cpu()
+
+
+def read_export_info(model_dir: Path) -> dict[str, Any]:
+    """The checked ``export_info.json`` of an export folder; SemsegError naming what is missing."""
+    if not model_dir.is_dir():
+        raise SemsegError(f"--model-dir {model_dir}: no such folder (write one with `semseg export --output DIR`)")
+    missing = [name for name in EXPORT_FILES if not (model_dir / name).is_file()]
+    if missing:
+        raise SemsegError(f"{model_dir}: not an export folder: {', '.join(missing)} missing "
+                          f"(expected {', '.join(EXPORT_FILES)}, written by `semseg export`)")
+    path = model_dir / "export_info.json"
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SemsegError(f"{path}: not readable JSON ({exc})") from None
+    names, palette = (info.get("class_names"), info.get("palette")) if isinstance(info, dict) else (None, None)
+    if not isinstance(names, list) or not names:
+        raise SemsegError(f"{path}: expected 'class_names', a non-empty list, got {names!r}")
+    array = np.asarray(palette if palette is not None else [], dtype=object)
+    if array.ndim != 2 or array.shape[1] != 3 or len(array) < len(names) or not all(
+            isinstance(v, int) and 0 <= v <= 255 for v in array.ravel()):
+        raise SemsegError(f"{path}: expected 'palette', one [R, G, B] (0-255) per class "
+                          f"({len(names)} classes), got {palette!r}"[:300])
+    return info
+
+
+def _resolve_device(device: str) -> str:
+    """``cpu`` or ``gpu`` for ``auto``/``cpu``/``gpu`` (the engine's rule: auto takes a GPU if present)."""
+    from semsegpaddle.core.engine.runtime import choose_device
+
+    return choose_device(device)
+
+
+def _summary(exc: BaseException) -> str:
+    """The line of a Paddle error that says what went wrong (its messages carry C++ stacks)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith(("---", "C++ Traceback", "Error Message Summary", "[Hint"))]
+    useful = [line for line in lines if "Error" in line or line.startswith("(")]
+    text = (useful or lines or [type(exc).__name__])[0]
+    return text if len(text) <= 300 else text[:297] + "..."
