@@ -1,1 +1,3 @@
-"""Inference: evaluation over a dataset, metrics, prediction of image files, export."""
+"""Inference: modes (whole, slide, multi-scale + flip) over backends (dynamic model, Paddle
+Inference), evaluation, scoring of saved predictions, metrics, prediction of image files, export,
+the run report."""
