@@ -27,14 +27,35 @@ class ConfusionMatrix:
         if prediction.shape != label.shape:
             raise ValueError(f"prediction shape {prediction.shape} != label shape {label.shape}")
         n = self.num_classes
-        keep = label != self.ignore_index
-        gt = label[keep].astype(np.int64)
-        if gt.size and (gt.min() < 0 or gt.max() >= n):
-            bad = np.unique(gt[(gt < 0) | (gt >= n)])[:5].tolist()
-            raise ValueError(f"label values {bad} are neither classes 0..{n - 1} nor ignore_index {self.ignore_index}")
-        pred = prediction[keep].astype(np.int64)
-        pred[(pred < 0) | (pred >= n)] = n  # the column of "none of the classes"
-        counts = np.bincount(gt * (n + 1) + pred, minlength=n * (n + 1)).reshape(n, n + 1)
+        # one bincount over every pixel (no masked copies): rows are label values, so the ignore
+        # value gets a row of its own, dropped below; predictions that are no class go to column n
+        label = np.asarray(label)
+        small = label.dtype.kind in "ui" and label.size and int(label.min()) >= 0 and int(label.max()) <= 0xFFFF
+        if not small:  # negative or huge label values: check them one by one
+            keep = label != self.ignore_index
+            label, prediction = label[keep], np.asarray(prediction)[keep]
+            outside = (label < 0) | (label >= n)
+            if outside.any():
+                bad = np.unique(label[outside])[:5].tolist()
+                raise ValueError(f"label values {bad} are neither classes 0..{n - 1} nor ignore_index {self.ignore_index}")
+            label = label.astype(np.int64)
+        rows = int(label.max(initial=0)) + 1 if label.size else 1
+        pred = np.asarray(prediction)
+        if pred.dtype.kind not in "ui" or pred.size and (int(pred.min()) < 0 or int(pred.max()) >= n):
+            pred = np.where((pred >= 0) & (pred < n), pred, n)
+        index = label.astype(np.int64, copy=False) * (n + 1) + pred
+        counts = np.bincount(index.ravel(), minlength=rows * (n + 1)).reshape(-1, n + 1)
+        if counts.shape[0] > n:
+            valid = np.ones(counts.shape[0], dtype=bool)
+            valid[:n] = False
+            if 0 <= self.ignore_index < counts.shape[0]:
+                valid[self.ignore_index] = False
+            if counts[valid].any():
+                bad = np.flatnonzero(valid & counts.any(axis=1))[:5].tolist()
+                raise ValueError(f"label values {bad} are neither classes 0..{n - 1} nor ignore_index {self.ignore_index}")
+        counts = counts[:n]
+        if counts.shape[0] < n:
+            counts = np.vstack([counts, np.zeros((n - counts.shape[0], n + 1), dtype=counts.dtype)])
         self.matrix += counts[:, :n]
         self.missed += counts[:, n]
 
