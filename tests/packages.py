@@ -86,3 +86,31 @@ FLAKY_DATASET = '''
         register("flaky", Flaky, options={"bad_index": "index of the broken sample",
                                           "failure": "raise, label or float", "count": "samples per split"})
 '''
+
+
+def train_then_eval(tmp_path: Path, dataset_args: list[str], *, crop: int = 32, iters: int = 2,
+                    eval_batch: int = 1) -> dict:
+    """`semseg train` then `semseg eval` of a tiny ResNet-18 DeepLabv3 on a dataset, through the
+    real CLI in ``tmp_path``; asserts both succeed and returns the eval metrics (JSON)."""
+    import json
+
+    out = tmp_path / "run"
+    args = ["model.backbone.name=resnet", "model.backbone.depth=18", "model.decoder.name=deeplabv3",
+            "model.decoder.channels=16", *dataset_args, f"train.iters={iters}", f"train.crop_size=[{crop},{crop}]",
+            "train.batch_size=2", f"eval.batch_size={eval_batch}", "runtime.progress=false", "runtime.threads=2",
+            f"runtime.output_dir={out}"]
+    trained = semseg(None, "train", *args, cwd=tmp_path, timeout=300)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    assert (out / "model_last.safetensors").is_file() and (out / "metrics.json").is_file()
+    evaluated = semseg(None, "eval", *args, "--out", str(tmp_path / "m.json"), cwd=tmp_path, timeout=300)
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    return json.loads((tmp_path / "m.json").read_text())
+
+
+def missing_root_error(dataset: str, tmp_path: Path) -> list[str]:
+    """The output lines of `semseg train` on ``dataset`` with a root that does not exist (exit 1 asserted)."""
+    result = semseg(None, "train", f"dataset.name={dataset}", f"dataset.root={tmp_path / 'nowhere'}",
+                    "train.iters=1", "runtime.progress=false", f"runtime.output_dir={tmp_path / 'run'}",
+                    cwd=tmp_path, timeout=300)
+    assert result.returncode == 1
+    return [line for line in result.stderr.splitlines() + result.stdout.splitlines() if line.strip()]

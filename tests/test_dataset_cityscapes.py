@@ -2,7 +2,6 @@
 against cityscapesScripts, splits, pairing, train-id files, list files, coarse labels, errors, CLI."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from semsegpaddle.core.config.loader import build_component, config_from_dict
 from semsegpaddle.core.errors import ConfigError, DataError
 from semsegpaddle.plugins.datasets import cityscapes_labels
 from semsegpaddle.plugins.datasets.cityscapes import cityscapes
+from tests.packages import missing_root_error, train_then_eval
 
 WIDTH, HEIGHT = 64, 32
 #: split -> city -> frame numbers
@@ -338,31 +338,12 @@ def test_registration_modules_import_without_heavy_dependencies(root):
     assert result.stdout.strip() == f"2 ({HEIGHT}, {WIDTH})"
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "semsegpaddle.cli", *args], check=False, capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
-
-
 def test_train_and_eval_through_the_cli(root, tmp_path):
-    out = tmp_path / "run"
-    args = ["model.backbone.name=resnet", "model.backbone.depth=18", "model.decoder.channels=16",
-            "dataset.name=cityscapes", f"dataset.root={root}", "train.iters=2", "train.crop_size=[32,32]",
-            "train.batch_size=2", "eval.batch_size=1", "runtime.progress=false", "runtime.threads=2",
-            f"runtime.output_dir={out}"]
-    result = run_cli("train", *args, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert (out / "model_last.safetensors").is_file() and (out / "metrics.json").is_file()
-
-    result = run_cli("eval", *args, "--out", str(tmp_path / "m.json"), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
-    metrics = json.loads((tmp_path / "m.json").read_text())
+    metrics = train_then_eval(tmp_path, ["dataset.name=cityscapes", f"dataset.root={root}"], eval_batch=1)
     assert list(metrics["per_class"]) == list(cityscapes_labels.CLASS_NAMES)
     assert 0.0 <= metrics["mIoU"] <= 1.0
 
 
 def test_cli_missing_root_is_one_line(tmp_path):
-    result = run_cli("train", "dataset.name=cityscapes", f"dataset.root={tmp_path / 'nowhere'}", "train.iters=1",
-                     "runtime.progress=false", f"runtime.output_dir={tmp_path / 'run'}", cwd=tmp_path)
-    assert result.returncode == 1
-    lines = [line for line in result.stderr.splitlines() + result.stdout.splitlines() if line.strip()]
+    lines = missing_root_error("cityscapes", tmp_path)
     assert len(lines) == 1 and "dataset.root" in lines[0] and str(tmp_path / "nowhere") in lines[0], lines

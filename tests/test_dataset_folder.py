@@ -1,7 +1,6 @@
 """The ``folder`` dataset: split folders paired by sample name, list files, label options, the CLI."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import warnings
@@ -15,6 +14,7 @@ from semsegpaddle.core.config.loader import build_component, load_config
 from semsegpaddle.core.config.schema import SCHEMA
 from semsegpaddle.core.errors import ConfigError, DataError
 from semsegpaddle.plugins.datasets.folder import build_folder
+from tests.packages import train_then_eval
 
 
 def scene(index: int, size: int = 48) -> tuple[np.ndarray, np.ndarray]:
@@ -287,18 +287,8 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def test_train_and_eval_on_a_custom_folder_through_the_cli(tmp_path):
     root = make_tree(tmp_path / "mine", train=8, val=2)
-    out = tmp_path / "run"
-    args = ["dataset.name=folder", f"dataset.root={root}", "dataset.num_classes=2",
-            "dataset.class_names=[background,square]", "model.backbone.name=resnet", "model.backbone.depth=18",
-            "model.decoder.name=deeplabv3", "model.decoder.channels=16", "train.iters=3", "train.crop_size=[48,48]",
-            "train.batch_size=2", "eval.batch_size=2", "runtime.progress=false", "runtime.threads=2",
-            f"runtime.output_dir={out}"]
-    result = run_cli("train", *args, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert (out / "model_last.safetensors").is_file() and (out / "metrics.json").is_file()
-    result = run_cli("eval", *args, "--out", str(tmp_path / "m.json"), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
-    metrics = json.loads((tmp_path / "m.json").read_text())
+    metrics = train_then_eval(tmp_path, ["dataset.name=folder", f"dataset.root={root}", "dataset.num_classes=2",
+                                         "dataset.class_names=[background,square]"], crop=48, iters=3, eval_batch=2)
     assert list(metrics["per_class"]) == ["background", "square"]
     assert 0.0 <= metrics["mIoU"] <= 1.0
 

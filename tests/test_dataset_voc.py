@@ -1,7 +1,6 @@
 """The ``voc`` dataset on a tiny PASCAL VOC 2012 tree: splits, pairing, labels, SBD aug, errors, CLI."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from semsegpaddle.core.config.loader import config_from_dict
 from semsegpaddle.core.errors import ConfigError
 from semsegpaddle.plugins.datasets.voc import voc
 from semsegpaddle.plugins.datasets.voc_dataset import CLASS_NAMES, PALETTE
+from tests.packages import missing_root_error, train_then_eval
 
 WIDTH, HEIGHT = 48, 32
 TRAIN_IDS = ["2007_000001", "2007_000002", "2007_000003", "2007_000004"]
@@ -254,31 +254,12 @@ def test_registration_and_building_need_no_paddle(devkit):
                                      "2 (32, 48, 3)")
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "semsegpaddle.cli", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
-
-
 def test_train_and_eval_through_the_cli(devkit, tmp_path):
-    out = tmp_path / "run"
-    args = ["model.backbone.name=resnet", "model.backbone.depth=18", "model.decoder.channels=16",
-            "dataset.name=voc", f"dataset.root={devkit}", "train.iters=2", "train.crop_size=[32,32]",
-            "train.batch_size=2", "eval.batch_size=2", "runtime.progress=false", "runtime.threads=2",
-            f"runtime.output_dir={out}"]
-    result = run_cli("train", *args, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert (out / "model_last.safetensors").is_file() and (out / "metrics.json").is_file()
-
-    result = run_cli("eval", *args, "--out", str(tmp_path / "m.json"), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
-    metrics = json.loads((tmp_path / "m.json").read_text())
+    metrics = train_then_eval(tmp_path, ["dataset.name=voc", f"dataset.root={devkit}"], eval_batch=2)
     assert list(metrics["per_class"]) == list(CLASS_NAMES)
     assert 0.0 <= metrics["mIoU"] <= 1.0
 
 
 def test_cli_missing_root_is_one_line(tmp_path):
-    result = run_cli("train", "dataset.name=voc", f"dataset.root={tmp_path / 'nowhere'}", "train.iters=1",
-                     "runtime.progress=false", f"runtime.output_dir={tmp_path / 'run'}", cwd=tmp_path)
-    assert result.returncode == 1
-    lines = [line for line in result.stderr.splitlines() + result.stdout.splitlines() if line.strip()]
+    lines = missing_root_error("voc", tmp_path)
     assert len(lines) == 1 and "dataset.root" in lines[0] and str(tmp_path / "nowhere") in lines[0], lines
