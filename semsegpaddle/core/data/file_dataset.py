@@ -137,16 +137,12 @@ def read_list_lines(path: str | os.PathLike[str]) -> list[tuple[int, list[str]]]
     return rows
 
 
-def read_list_file(path: str | os.PathLike[str], base: str | os.PathLike[str] | None = None) -> list[Pair]:
-    """Pairs from a list file of ``image [label]`` lines (paths relative to ``base``, default the
-    list file's folder); blank lines and ``#`` comments are skipped."""
-    path = Path(path)
-    base = Path(base) if base is not None else path.parent
-    pairs: list[Pair] = []
-    for number, fields in read_list_lines(path):
-        if len(fields) > 2:
-            raise DataError(f"{path}:{number}: expected 'image [label]', got {len(fields)} fields")
-        image = base / fields[0]
-        label = base / fields[1] if len(fields) == 2 else None
-        pairs.append((image, label))
+def listed_pairs(list_path: str | os.PathLike[str], pairs: list[Pair], missing: Sequence[str], what: str) -> list[Pair]:
+    """The pairs a list file named: files it lists that do not exist are one pairing problem, and
+    a list naming no sample at all is an error (``what`` says whose split, e.g. "Cityscapes split 'val'")."""
+    if missing:
+        pairing_problem(f"{list_path}: {len(missing)} listed file(s) not found (first: {missing[0]})", missing,
+                        "fix the list or restore the files")
+    if not pairs and not missing:
+        raise DataError(f"{list_path}: lists no samples for {what}")
     return pairs

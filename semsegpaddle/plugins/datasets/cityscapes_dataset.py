@@ -34,6 +34,7 @@ import numpy as np
 from semsegpaddle.core.data.file_dataset import (
     FileDataset,
     Pair,
+    listed_pairs,
     pairing_problem,
     read_list_lines,
     require_dir,
@@ -149,12 +150,7 @@ def list_pairs(root: Path, list_path: Path, split: str, annotation: str, use_tra
             pairs.append((image, None))
         else:
             missing.append(str(label))
-    if missing:
-        pairing_problem(f"{list_path}: {len(missing)} listed file(s) not found (first: {missing[0]})", missing,
-                        "fix the list or restore the files")
-    if not pairs and not missing:
-        raise DataError(f"{list_path}: lists no samples for Cityscapes split '{split}'")
-    return pairs
+    return listed_pairs(list_path, pairs, missing, f"Cityscapes split '{split}'")
 
 
 def scan_pairs(root: Path, split: str, annotation: str, use_train_ids: bool) -> list[Pair]:

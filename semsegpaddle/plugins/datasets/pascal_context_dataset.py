@@ -28,7 +28,7 @@ from semsegpaddle.core.data.base import default_palette
 from semsegpaddle.core.data.file_dataset import (
     FileDataset,
     Pair,
-    pairing_problem,
+    listed_pairs,
     read_list_lines,
     require_dir,
 )
@@ -76,12 +76,7 @@ def split_pairs(root: str | os.PathLike[str], split: str, list_file: str = DEFAU
             missing.extend(absent)
         else:
             pairs.append((image, label))
-    if missing:
-        pairing_problem(f"{path}: {len(missing)} listed file(s) not found (first: {missing[0]})", missing,
-                        "fix the list or restore the files")
-    if not pairs and not missing:
-        raise DataError(f"{path}: lists no samples for Pascal Context split '{split}'")
-    return pairs
+    return listed_pairs(path, pairs, missing, f"Pascal Context split '{split}'")
 
 
 class PascalContextDataset(FileDataset):
