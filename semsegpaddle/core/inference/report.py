@@ -110,7 +110,7 @@ def write_report(config: dict[str, Any], run_dir: str | Path, weights: str | Pat
         palette=[tuple(int(c) for c in colour) for colour in palette[:len(names)]],
         confusion=normalised_rows(matrix), confusion_columns=names + (["none"] if matrix.missed.any() else []),
         worst=[_sample(s, palette, dataset.ignore_index) for s in samples],
-        worst_rule=(f"Ranked by per-image mIoU (lowest first), ties by pixel error." if rank_by == "miou"
+        worst_rule=("Ranked by per-image mIoU (lowest first), ties by pixel error." if rank_by == "miou"
                     else "Ranked by the fraction of labelled pixels predicted wrong (highest first)."))
     page.train_curves, page.curve_notes = log_curves(run_dir, names)
     target = run_dir / REPORT
