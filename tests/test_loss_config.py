@@ -41,7 +41,7 @@ def test_losses_are_weighted_per_loss_and_per_output(batch):
     expected_main = loss_of("cross_entropy", main, label) + 0.5 * loss_of("dice", main, label)
     expected_context = loss_of("semantic_context", context, label)
     expected_aux = 2.0 * loss_of("lovasz_softmax", aux, label)
-    assert terms == pytest.approx([expected_main, expected_context, expected_aux], rel=1e-5)
+    assert [float(t) for t in terms] == pytest.approx([expected_main, expected_context, expected_aux], rel=1e-5)
     assert float(total) == pytest.approx(expected_main + 0.2 * expected_context + 0.4 * expected_aux, rel=1e-5)
 
 

@@ -30,10 +30,17 @@ def step_seed(seed: int, step: int, rank: int, micro: int = 0) -> int:
 
 @dataclass
 class StepResult:
-    """The mean loss of a step over its micro-batches and each output's mean loss term."""
+    """The mean loss of a step over its micro-batches, and each output's loss term per micro-batch
+    (tensors: read by :attr:`terms` only when logged, not at every step)."""
 
     loss: float
-    terms: list[float]
+    micro_terms: list[list[paddle.Tensor]]
+
+    @property
+    def terms(self) -> list[float]:
+        """Each output's loss term, averaged over the micro-batches."""
+        sums = [sum(float(t) for t in column) for column in zip(*self.micro_terms)]
+        return [value / len(self.micro_terms) for value in sums]
 
 
 class StepRunner:
@@ -63,7 +70,7 @@ class StepRunner:
         """Train on one step's batch; a non-finite loss raises before the weights change."""
         parts = self.micro_batches(images, labels)
         total: paddle.Tensor | None = None
-        terms: list[float] = []
+        terms: list[list[paddle.Tensor]] = []
         for micro, (x, y) in enumerate(parts):
             paddle.seed(step_seed(self.seed, step, self.rank, micro))
             with self._sync_context(micro == len(parts) - 1):
@@ -72,12 +79,12 @@ class StepRunner:
                     loss, micro_terms = self.criterion(outputs, y)
                 self.amp.backward(loss / len(parts) if len(parts) > 1 else loss)
             total = loss.detach() if total is None else total + loss.detach()
-            terms = list(micro_terms) if not terms else [a + b for a, b in zip(terms, micro_terms)]
-        # one host sync per step (the NaN check needs the value); the loss terms cost one each
+            terms.append(list(micro_terms))
+        # one host sync per step (the NaN check needs the value); the terms are read when logged
         loss_value = float(total) / len(parts)
         if not math.isfinite(loss_value):
             self.optimizer.clear_grad()
             raise SemsegError(f"loss became {loss_value} at step {step}; lower train.lr or check the labels "
                               f"({describe_checkpoint})")
         self.amp.step(self.optimizer)
-        return StepResult(loss_value, [t / len(parts) for t in terms])
+        return StepResult(loss_value, terms)

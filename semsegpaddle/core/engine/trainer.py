@@ -179,13 +179,13 @@ def _train_loop(config: dict[str, Any], folder: RunFolder, dist: DistEnv, model:
                 result.steps = step
                 progress.update(done.loss, lr, waited)
                 if dist.is_main and (step % train_cfg["log_interval"] == 0 or step == train_cfg["iters"]):
-                    times = progress.interval_times()
-                    folder.append_log(TRAIN_LOG, {"step": step, "loss": done.loss, "terms": done.terms, "lr": lr,
+                    times, terms = progress.interval_times(), done.terms
+                    folder.append_log(TRAIN_LOG, {"step": step, "loss": done.loss, "terms": terms, "lr": lr,
                                                   **times, **skips.record()})
                     scalars.scalars(step, {"train/loss": done.loss, "train/lr": lr,
                                            "train/step_time": times["step_time"],
                                            "train/data_time": times["data_time"],
-                                           **{f"train/loss_{_output_name(i)}": t for i, t in enumerate(done.terms)}})
+                                           **{f"train/loss_{_output_name(i)}": t for i, t in enumerate(terms)}})
                 evaluate_now = step == train_cfg["iters"] or (train_cfg["eval_interval"] and step % train_cfg["eval_interval"] == 0)
                 if evaluate_now:
                     share_rank0_statistics(model, dist)

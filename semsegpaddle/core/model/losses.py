@@ -51,8 +51,9 @@ class SegmentationLoss:
                 factory = get_registry("loss").get(name).factory
                 self.per_output.append([WeightedLoss(name, 1.0, factory(ignore_index))])
 
-    def __call__(self, outputs: Sequence[paddle.Tensor], label: paddle.Tensor) -> tuple[paddle.Tensor, list[float]]:
-        """The total loss and each output's (unweighted) loss value, for logging."""
+    def __call__(self, outputs: Sequence[paddle.Tensor], label: paddle.Tensor) -> tuple[paddle.Tensor, list[paddle.Tensor]]:
+        """The total loss and each output's (unweighted) loss, detached: read them (a host sync
+        each) only when they are logged."""
         if len(outputs) != len(self.per_output):
             raise RuntimeError(f"the model returned {len(outputs)} outputs in training, its loss plan has "
                                f"{len(self.per_output)} (main + declared auxiliary outputs)")
@@ -60,7 +61,7 @@ class SegmentationLoss:
         for output, losses in zip(outputs, self.per_output):
             terms.append(paddle.add_n([loss.weight * loss.function(output, label) for loss in losses]))
         total = paddle.add_n([w * t for w, t in zip(self.output_weights, terms)])
-        return total, [float(t) for t in terms]
+        return total, [t.detach() for t in terms]
 
 
 def create_loss(config: dict[str, Any], model: Any, ignore_index: int) -> SegmentationLoss:
