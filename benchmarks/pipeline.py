@@ -137,7 +137,7 @@ def profile_ours(pairs: list[tuple[Path, Path]], count: int) -> dict[str, float]
     from semsegpaddle.core.data.datasets import checked_sample, model_batch
     from semsegpaddle.core.data.file_dataset import FileDataset
     from semsegpaddle.core.data.image_io import read_image, read_label
-    from semsegpaddle.core.data.transforms import Photometric, TrainTransform, compact_label, rescale, to_planes
+    from semsegpaddle.core.data.transforms import Photometric, TrainTransform, rescaled_window, scaled_size, to_planes
 
     dataset = FileDataset(pairs, num_classes=CLASSES, ignore_index=255)
     photometric = Photometric.from_config(True)
@@ -152,14 +152,14 @@ def profile_ours(pairs: list[tuple[Path, Path]], count: int) -> dict[str, float]
     rng = np.random.default_rng(0)
     for index in range(count):
         image_path, label_path = pairs[index % len(pairs)]
-        timed("read image (Pillow decode + RGB)", lambda: read_image(image_path))
-        timed("read label (Pillow decode)", lambda: dataset.mapping(read_label(label_path)))
+        timed("read image (OpenCV decode, RGB)", lambda: read_image(image_path))
+        timed("read label (OpenCV decode)", lambda: dataset.mapping(read_label(label_path)))
         image, label = timed("dataset[i] (both + checks)", lambda: checked_sample(dataset, index % len(dataset)))
-        label = timed("label to uint8", lambda: compact_label(label, 255))
-        image, label = timed("rescale", lambda: rescale(image, label, float(rng.uniform(*SCALES))))
-        top = int(rng.integers(0, max(label.shape[0] - CROP[0], 0) + 1))
-        left = int(rng.integers(0, max(label.shape[1] - CROP[1], 0) + 1))
-        image, label = image[top:top + CROP[0], left:left + CROP[1]], label[top:top + CROP[0], left:left + CROP[1]]
+        height, width = scaled_size(*label.shape, float(rng.uniform(*SCALES)))
+        top = int(rng.integers(0, max(height - CROP[0], 0) + 1))
+        left = int(rng.integers(0, max(width - CROP[1], 0) + 1))
+        image, label = timed("rescale the crop's window", lambda: rescaled_window(
+            image, label, (height, width), top, left, min(CROP[0], height - top), min(CROP[1], width - left)))
         image = timed("photometric", lambda: photometric(image, rng))
         image, label = timed("pad + flip", lambda: TrainTransform(list(CROP), [1.0, 1.0], True, [0, 0, 0], 255)(
             image, label, rng))

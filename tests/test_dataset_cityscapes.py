@@ -120,7 +120,7 @@ def test_every_label_id_is_read_as_its_official_train_id(root):
         dataset = cityscapes("val", root=root, use_train_ids=use_train_ids)
         _, label = dataset[0]
         expected = np.vectorize(lambda v: 255 if v == 255 else expected_train_id(int(v)))(every)
-        assert label.dtype == np.int64 and np.array_equal(label, expected)
+        assert label.dtype == np.uint8 and np.array_equal(label, expected)
         assert set(np.unique(label).tolist()) == set(range(19)) | {255}
 
 

@@ -268,10 +268,11 @@ def test_root_resolves_against_the_config_file(tree):
 
 
 def test_registration_module_imports_no_numpy(tree):
+    """Registering imports nothing heavy; reading samples needs no paddle (OpenCV decodes the pixels)."""
     code = ("import sys\nfrom semsegpaddle.plugins.datasets import folder\n"
             "print(sorted(m for m in ('numpy', 'paddle', 'cv2', 'PIL') if m in sys.modules))\n"
             f"d = folder.build_folder('val', root={str(tree)!r}, num_classes=2); d[0]\n"
-            "print(sorted(m for m in ('paddle', 'cv2') if m in sys.modules), len(d))")
+            "print(sorted(m for m in ('paddle',) if m in sys.modules), len(d))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[:2] == ["[]", "[] 2"]

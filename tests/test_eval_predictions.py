@@ -83,7 +83,7 @@ def score(tree, folder: str, tmp_path: Path, *extra: str) -> tuple[object, dict]
 def test_scores_equal_the_official_evaluator_in_either_encoding_without_paddle(tree, folder, tmp_path):
     run, metrics = score(tree, folder, tmp_path)
     assert run.returncode == 0, run.stderr
-    assert_light(run)
+    assert_light(run, ("paddle",))  # scoring files builds no model; OpenCV may decode them
     expected = "submission" if folder == "label_ids" else "index"
     assert f"values read as {expected} ids" in run.stdout
     official, mean = official_scores(tree)

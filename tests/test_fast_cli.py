@@ -104,9 +104,10 @@ def semseg(tmp_path):
     return lambda *args: _run(CLI, *args, tmp=tmp_path)
 
 
-def assert_light(run: Run) -> None:
-    """No paddle, no cv2; the message shows where the first one was imported."""
-    heavy = run.heavy()
+def assert_light(run: Run, packages: tuple[str, ...] = HEAVY) -> None:
+    """None of ``packages`` (default: neither paddle nor cv2) was imported; the message shows
+    where the first one was."""
+    heavy = [package for package in run.heavy() if package in packages]
     assert not heavy, f"{heavy[0]} was imported, at:\n{run.importer(heavy[0])}"
 
 

@@ -20,7 +20,27 @@ def test_identity_keeps_values():
     mapping = LabelMapping(255)
     assert mapping.is_identity
     out = mapping(raw)
-    assert out.dtype == np.int64 and (out == raw).all()
+    assert out.dtype == raw.dtype and (out == raw).all()
+
+
+@pytest.mark.parametrize("label_map, raw_dtype, want", [
+    ({255: 1}, np.uint8, np.uint8),        # 8-bit file, 8-bit ids: never widened
+    ({7: 300}, np.uint8, np.uint16),       # an id beyond 255 needs 16 bits
+    ({1000: 2}, np.uint16, np.uint16),     # a 16-bit file
+])
+def test_mapped_labels_take_the_smallest_type_holding_the_ids(label_map, raw_dtype, want):
+    raw = np.array([[0, 7], [255, 1]], dtype=raw_dtype)
+    if raw_dtype == np.uint16:
+        raw[0, 0] = 1000
+    out = LabelMapping(255, label_map=label_map)(raw)
+    assert out.dtype == want
+    expected = np.vectorize(lambda v: label_map.get(int(v), int(v)))(raw)
+    assert out.tolist() == expected.tolist()
+
+
+def test_a_negative_ignore_index_gives_signed_ids():
+    out = LabelMapping(-1, reduce_zero_label=True)(np.array([[0, 1, 2]], dtype=np.uint8))
+    assert out.dtype == np.int64 and out.tolist() == [[-1, 0, 1]]
 
 
 def test_label_map_maps_only_listed_values():

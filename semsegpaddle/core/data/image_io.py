@@ -12,10 +12,18 @@ Images become uint8 H×W×3 RGB whatever their mode:
 Labels become an integer H×W array of class ids (``L``, ``P`` (the index, not the colour), ``1``,
 16-bit or 32-bit integer modes, or RGB whose three channels are equal). Float and colour label
 files are refused: they do not hold one class id per pixel.
+
+Speed: 8-bit RGB or grayscale JPEG and PNG files (the photographs and masks of every common
+dataset) are decoded by OpenCV, which is faster than Pillow, into the same pixels; every other
+file, and any file not complete on disk (no JPEG end marker or PNG ``IEND`` chunk), goes through
+Pillow, so unreadable and truncated files raise the same one-line errors whichever decoder would
+have been used. Neither decoder applies EXIF orientation: images stay aligned with their masks.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image
@@ -27,16 +35,72 @@ SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 #: Pillow modes whose pixel value is directly an integer class id
 INTEGER_LABEL_MODES = ("1", "L", "P", "I", *SIXTEEN_BIT)
 
+_JPEG_END = b"\xff\xd9"
+_PNG_END = b"IEND\xaeB`\x82"
 
-def _open(path: str | Path, what: str) -> Image.Image:
-    """Open and decode ``path`` fully (Pillow decodes lazily); any failure names the file."""
+
+def _unreadable(path: str | Path, what: str, exc: BaseException) -> DataError:
+    reason = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return DataError(f"{path}: cannot read {what} ({reason})")
+
+
+@contextmanager
+def _opened(path: str | Path, what: str) -> Iterator[Image.Image]:
+    """The file opened by Pillow (its header parsed, pixels not decoded yet); failures name the file."""
     try:
-        with Image.open(path) as image:
-            image.load()
-            return image.copy()
-    except Exception as exc:  # corrupt files raise OSError, SyntaxError, struct.error, ...
-        reason = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{path}: cannot read {what} ({reason})") from exc
+        image = Image.open(path)
+    except Exception as exc:  # missing or corrupt files raise OSError, SyntaxError, struct.error, ...
+        raise _unreadable(path, what, exc) from exc
+    with image:
+        yield image
+
+
+def _decoded(image: Image.Image, path: str | Path, what: str) -> Image.Image:
+    """``image`` with its pixels decoded by Pillow; failures (e.g. a truncated file) name the file."""
+    try:
+        image.load()
+    except Exception as exc:
+        raise _unreadable(path, what, exc) from exc
+    return image
+
+
+def _eight_bit(image: Image.Image, mode: str) -> bool:
+    """True when the file stores 8-bit samples of ``mode`` (not 1/2/4/16-bit ones Pillow widens or narrows)."""
+    if image.mode != mode:
+        return False
+    if image.format == "JPEG":
+        return True
+    if image.format != "PNG" or len(image.tile) != 1:
+        return False
+    return image.tile[0][3] == mode  # the PNG decoder's raw mode: "RGB", or e.g. "RGB;16B" for 16-bit
+
+
+def _opencv_decode(path: str | Path, image: Image.Image, colour: bool) -> np.ndarray | None:
+    """The pixels decoded by OpenCV (uint8 H×W×3 RGB, or H×W gray) when the file is one it decodes
+    exactly as Pillow does and it is complete on disk; else None (Pillow decodes it)."""
+    modes = ("RGB", "L") if colour else ("L",)
+    if not any(_eight_bit(image, mode) for mode in modes):
+        return None
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return None  # Pillow reports it
+    if not data.rstrip(b"\0").endswith(_JPEG_END if image.format == "JPEG" else _PNG_END):
+        return None  # truncated (or trailing bytes): Pillow decides and names the problem
+    import cv2  # here, not at the top: the commands that read no pixels never import OpenCV
+
+    rgb_flag = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.10 decodes straight to RGB
+    flags = (rgb_flag or cv2.IMREAD_COLOR if colour else cv2.IMREAD_GRAYSCALE) | cv2.IMREAD_IGNORE_ORIENTATION
+    try:
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    except cv2.error:
+        return None
+    width, height = image.size
+    if pixels is None or pixels.shape[:2] != (height, width) or pixels.dtype != np.uint8:
+        return None
+    if colour and rgb_flag is None:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+    return pixels
 
 
 def _as_uint16(image: Image.Image) -> np.ndarray:
@@ -49,7 +113,15 @@ def read_image(path: str | Path) -> np.ndarray:
     Unreadable files and pixel values outside their mode's range raise a one-line DataError
     naming the file.
     """
-    image = _open(path, "image")
+    with _opened(path, "image") as image:
+        fast = _opencv_decode(path, image, colour=True)
+        if fast is not None:
+            return fast
+        return _pillow_rgb(_decoded(image, path, "image"), path)
+
+
+def _pillow_rgb(image: Image.Image, path: str | Path) -> np.ndarray:
+    """A decoded Pillow image of any mode as uint8 H×W×3 RGB."""
     mode = image.mode
     if mode in SIXTEEN_BIT:
         gray = (_as_uint16(image) >> 8).astype(np.uint8)
@@ -66,9 +138,11 @@ def read_image(path: str | Path) -> np.ndarray:
             raise DataError(f"{path}: floating-point pixels must lie in [0, 1], "
                             f"found {np.nanmin(values):.4g}..{np.nanmax(values):.4g}")
         gray = np.rint(values * 255.0).astype(np.uint8)
+    elif mode == "RGB":
+        return np.array(image, dtype=np.uint8)  # one copy, writable
     else:
         try:
-            return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
+            return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
         except ValueError as exc:
             raise DataError(f"{path}: cannot convert pixel mode {mode} to RGB ({exc})") from exc
     return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
@@ -80,14 +154,22 @@ def read_label(path: str | Path) -> np.ndarray:
     ``P`` files give their palette indices. Float files, and colour files whose channels differ,
     raise a one-line DataError naming the file.
     """
-    image = _open(path, "label")
+    with _opened(path, "label") as image:
+        fast = _opencv_decode(path, image, colour=False)
+        if fast is not None:
+            return fast
+        return _pillow_label(_decoded(image, path, "label"), path)
+
+
+def _pillow_label(image: Image.Image, path: str | Path) -> np.ndarray:
+    """A decoded Pillow image as an integer H×W array of class ids."""
     mode = image.mode
     if mode in SIXTEEN_BIT:
         return _as_uint16(image)
     if mode == "1":
-        return np.asarray(image, dtype=np.uint8)
+        return np.array(image, dtype=np.uint8)
     if mode in INTEGER_LABEL_MODES:
-        return np.asarray(image)
+        return np.array(image)
     if mode == "F":
         raise DataError(f"{path}: label file holds floating-point pixels (mode F); "
                         f"labels must be integer class ids (mode L, P or 16-bit grayscale)")

@@ -43,6 +43,8 @@ class LabelMapping:
             table[zero] = self.ignore_index
             table[table == self.ignore_index - 1] = self.ignore_index  # ignore stays ignore
         self.table = table
+        self._byte_table = _compact(table[:256])  # looks up uint8 files (most datasets) into uint8 ids
+        self._wide_table = _compact(table)
         self.colors = None if colors is None else np.asarray(colors, dtype=np.int64).reshape(-1, 3)
         self.ignore_colors = np.asarray(ignore_colors, dtype=np.int64).reshape(-1, 3)
 
@@ -52,15 +54,19 @@ class LabelMapping:
         return not self.label_map and not self.reduce_zero_label and self.colors is None
 
     def __call__(self, raw: np.ndarray, where: str = "label") -> np.ndarray:
-        """Class ids (int64 H×W) of a raw label: H×W integers, or H×W×3 colours with a palette."""
+        """Class ids of a raw label (H×W integers, or H×W×3 colours with a palette), H×W in the
+        smallest integer type holding them: uint8 for a uint8 file whose mapped values fit, so
+        the training pipeline never widens a mask to int64."""
         if raw.ndim == 3:
             raw = self.colour_ids(raw, where)
         if self.is_identity or raw.ndim != 2:
-            return raw.astype(np.int64, copy=False)
+            return raw
+        if raw.dtype == np.uint8:
+            return np.take(self._byte_table, raw)
         if raw.min(initial=0) < 0 or raw.max(initial=0) > MAX_VALUE:
             raise DataError(f"{where}: label values must lie in 0..{MAX_VALUE}, found "
                             f"{int(raw.min())}..{int(raw.max())}")
-        return self.table[raw]
+        return np.take(self._wide_table, raw)
 
     def colour_ids(self, rgb: np.ndarray, where: str = "label") -> np.ndarray:
         """Class ids of an H×W×3 colour mask via the palette (ignored colours → ``ignore_index``)."""
@@ -78,6 +84,14 @@ class LabelMapping:
             colours = ", ".join(f"({c >> 16}, {(c >> 8) & 255}, {c & 255})" for c in missing.tolist())
             raise DataError(f"{where}: colours {colours} are not in the dataset's palette")
         return ids[order][position]
+
+
+def _compact(table: np.ndarray) -> np.ndarray:
+    """``table`` in the smallest of uint8, uint16 and int64 holding its values."""
+    for dtype in (np.uint8, np.uint16):
+        if table.min(initial=0) >= 0 and table.max(initial=0) <= np.iinfo(dtype).max:
+            return table.astype(dtype)
+    return table
 
 
 def _codes(rgb: np.ndarray) -> np.ndarray:

@@ -61,10 +61,14 @@ _TRAIN_ID_TABLE = np.arange(MAX_VALUE + 1, dtype=np.int64)
 for _label_id, _train_id in LABEL_ID_TO_TRAIN_ID.items():
     if _label_id >= 0:  # license plate (-1) is never drawn in a label image
         _TRAIN_ID_TABLE[_label_id] = _train_id
+_BYTE_TRAIN_ID_TABLE = _TRAIN_ID_TABLE[:256].astype(np.uint8)  # 8-bit files (all official ones) stay 8-bit
 
 
 def to_train_ids(label_ids: np.ndarray, where: str = "label") -> np.ndarray:
-    """Train ids (int64) of a labelIds array by the official table; values outside it are kept."""
+    """Train ids of a labelIds array by the official table (uint8 for a uint8 array, else int64);
+    values outside the table are kept."""
+    if label_ids.dtype == np.uint8:
+        return np.take(_BYTE_TRAIN_ID_TABLE, label_ids)
     if label_ids.dtype != np.uint8 and label_ids.size and (label_ids.min() < 0 or label_ids.max() > MAX_VALUE):
         raise DataError(f"{where}: labelIds must lie in 0..{MAX_VALUE}, found "
                         f"{int(label_ids.min())}..{int(label_ids.max())}")
