@@ -20,6 +20,7 @@ opencv-python-headless). ``--profile`` adds a per-stage breakdown of one process
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import tempfile
@@ -67,8 +68,9 @@ def write_dataset(folder: Path, count: int, image_format: str, seed: int = 0) ->
 Pairs = list[tuple[Path, Path]]
 
 
-def ours_batches(pairs: Pairs, workers: int, batch_size: int, batches: int, seed: int) -> Iterator[Any]:
-    """semsegpaddle's training batches (train_loader) for the recipe."""
+def ours_batches(pairs: Pairs, workers: int, batch_size: int, batches: int, seed: int,
+                 cache_dir: Path | None = None) -> Iterator[Any]:
+    """semsegpaddle's training batches (train_loader) for the recipe (``train.cache_dir``: ``cache_dir``)."""
     from semsegpaddle.core.config.loader import config_from_dict
     from semsegpaddle.core.data.datasets import train_loader
     from semsegpaddle.core.data.file_dataset import FileDataset
@@ -76,7 +78,8 @@ def ours_batches(pairs: Pairs, workers: int, batch_size: int, batches: int, seed
     dataset = FileDataset(pairs, num_classes=CLASSES, ignore_index=255)
     config = config_from_dict({"train": {
         "crop_size": list(CROP), "scale_range": list(SCALES), "flip": True, "photometric": True,
-        "batch_size": batch_size, "num_workers": workers, "iters": batches}, "runtime": {"seed": seed}})
+        "batch_size": batch_size, "num_workers": workers, "iters": batches, "cache_dir": cache_dir},
+        "runtime": {"seed": seed}})
     return train_loader(dataset, config, start=0)
 
 
@@ -205,6 +208,8 @@ def main() -> None:
     parser.add_argument("--format", choices=["jpg", "png"], default="jpg", help="image file format")
     parser.add_argument("--paddleseg", type=Path, help="folder holding a PaddleSeg 2.8 install (pip --target)")
     parser.add_argument("--profile", action="store_true", help="also print a per-stage breakdown")
+    parser.add_argument("--cache", action="store_true",
+                        help="also measure ours with train.cache_dir (filled by one untimed pass first)")
     args = parser.parse_args()
 
     if args.paddleseg:
@@ -231,6 +236,15 @@ def main() -> None:
               f"written in {time.perf_counter() - tic:.1f} s")
         needed = (args.warmup + args.batches) * args.batch_size
         listed = pairs * (needed // len(pairs) + 1)  # one epoch covers a measurement on both sides
+        if args.cache:
+            cache_dir = Path(tmp) / "decoded"
+            tic = time.perf_counter()
+            for _ in ours_batches(pairs, 0, 1, len(pairs), 0, cache_dir):  # every sample once: the cache is full
+                pass
+            print(f"decoded cache filled in {time.perf_counter() - tic:.1f} s "
+                  f"({sum(f.stat().st_size for f in cache_dir.iterdir()) / 1e6:.0f} MB)")
+            cached = {"semsegpaddle cached": functools.partial(ours_batches, cache_dir=cache_dir)}
+            sides = {"semsegpaddle": ours_batches, **cached, **{k: v for k, v in sides.items() if k != "semsegpaddle"}}
         results: dict[tuple[str, int], list[float]] = {}
         for round_ in range(args.repeat):  # the sides interleaved, so a load change hits both
             for workers in args.workers:
@@ -240,19 +254,21 @@ def main() -> None:
                     results.setdefault((name, workers), []).append(rate)
         print(f"\nbatch {args.batch_size}, crop {CROP[0]}×{CROP[1]}, scale {SCALES[0]}–{SCALES[1]}, flip, "
               f"photometric; samples/s, median of {args.repeat} × {args.batches} batches")
-        print(f"{'pipeline':<16} {'workers':>7} {'samples/s':>10}  runs")
+        print(f"{'pipeline':<20} {'workers':>7} {'samples/s':>10}  runs")
         for (name, workers), rates in results.items():
-            print(f"{name:<16} {workers:>7} {statistics.median(rates):>10.2f}  "
+            print(f"{name:<20} {workers:>7} {statistics.median(rates):>10.2f}  "
                   + " ".join(f"{r:.2f}" for r in rates))
-        if len(sides) == 2:
-            for workers in args.workers:
-                ratio = statistics.median(results["semsegpaddle", workers]) / statistics.median(
-                    results["PaddleSeg 2.8", workers])
-                print(f"speed-up with {workers} workers: {ratio:.2f}×")
+        if "PaddleSeg 2.8" in sides:
+            for name in (n for n in sides if n.startswith("semsegpaddle")):
+                for workers in args.workers:
+                    ratio = statistics.median(results[name, workers]) / statistics.median(
+                        results["PaddleSeg 2.8", workers])
+                    print(f"{name}: speed-up with {workers} workers: {ratio:.2f}×")
         if args.profile:
             count = 3 * len(pairs)
             for name, profile in [("semsegpaddle", lambda: profile_ours(pairs, count)),
-                                  ("PaddleSeg 2.8", lambda: profile_paddleseg(pairs, count))][:len(sides)]:
+                                  ("PaddleSeg 2.8", lambda: profile_paddleseg(pairs, count))
+                                  ][:1 + ("PaddleSeg 2.8" in sides)]:
                 stages = profile()
                 print(f"\n{name}: mean ms per sample and stage (one process, {count} samples)")
                 for stage, ms in stages.items():

@@ -154,6 +154,9 @@ SCHEMA: dict[str, Any] = {
                            "photometric distortion as MMSeg's: null/false off, true = {brightness: 32, contrast: "
                            "[0.5, 1.5], saturation: [0.5, 1.5], hue: 18}, or a mapping of the steps to apply",
                            check=_photometric, expect=PHOTOMETRIC_EXPECT),
+        "cache_dir": Key(Path | None, None, "folder keeping decoded training samples (uint8 .npy, ~8 MB per "
+                         "Cityscapes image): each file is decoded once, later epochs read only the crop's "
+                         "pixels; null: decode every time"),
         "skip_bad_samples": Key(bool, False, "replace a training sample that fails to load by the next one that "
                                 "loads (warned once, counted in the train log) instead of stopping; stops anyway "
                                 "if more than 5 % of the samples fail"),

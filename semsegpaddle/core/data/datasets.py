@@ -13,6 +13,7 @@ from semsegpaddle.core.errors import DataError
 from semsegpaddle.core.model.interfaces import SegDataset
 from semsegpaddle.core.data.loader import iterate_batches
 from semsegpaddle.core.config.schema import SCHEMA
+from semsegpaddle.core.data.decoded_cache import DecodedCache
 from semsegpaddle.core.data.transforms import Photometric, TrainTransform, to_planes
 
 
@@ -75,13 +76,22 @@ class TrainSamples:
     with the slot's own randomness: the same replacement whenever that step runs.
     """
 
-    def __init__(self, dataset: SegDataset, transform: TrainTransform, seed: int, skip_bad: bool = False) -> None:
+    def __init__(self, dataset: SegDataset, transform: TrainTransform, seed: int, skip_bad: bool = False,
+                 cache: tuple[str, dict[str, Any]] | None = None) -> None:
         self.dataset = dataset
         self.transform = transform
         self.seed = seed
         self.skip_bad = skip_bad
         fits = 0 <= dataset.ignore_index <= 255 and dataset.num_classes <= 256
         self.label_dtype = np.uint8 if fits else np.int32
+        #: (folder, the dataset's options): decoded samples are kept there (:mod:`decoded_cache`)
+        self.cache = None if cache is None else DecodedCache(dataset, cache[0], cache[1], self.label_dtype)
+
+    def decoded(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Sample ``index`` checked and decoded (from the cache folder when one is set)."""
+        if self.cache is None:
+            return checked_sample(self.dataset, index)
+        return self.cache.load(index, lambda i: checked_sample(self.dataset, i))
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -94,7 +104,7 @@ class TrainSamples:
         int64); :func:`model_batch` converts them.
         """
         try:
-            image, label = checked_sample(self.dataset, index)
+            image, label = self.decoded(index)
             label = label.astype(self.label_dtype, copy=False)  # checked: every value fits
             image, label = self.transform(image, label, np.random.default_rng([self.seed, draw]))
         except DataError:
@@ -209,7 +219,8 @@ def train_loader(dataset: SegDataset, config: dict[str, Any], start: int, rank: 
     train = config["train"]
     seed = config["runtime"]["seed"]
     skip_bad = bool(train.get("skip_bad_samples", False))
-    samples = TrainSamples(dataset, train_transform(config, dataset.ignore_index), seed, skip_bad)
+    cache = None if train.get("cache_dir") is None else (train["cache_dir"], config.get("dataset", {}))
+    samples = TrainSamples(dataset, train_transform(config, dataset.ignore_index), seed, skip_bad, cache)
     sampler = StepBatches(len(dataset), train["batch_size"], seed, start, train["iters"], rank, world_size)
     bad: dict[int, SkippedSample] = {}
     for images, labels, failures in iterate_batches(samples.__getitem__, sampler, train["num_workers"]):

@@ -90,6 +90,10 @@ class FileDataset(SegDataset):
         image, label = self.pairs[index]
         return f"{image}" if label is None else f"{image} (label {label})"
 
+    def source_files(self, index: int) -> list[Path]:
+        """The files sample ``index`` is read from (its decoded form can be cached while they stay unchanged)."""
+        return [path for path in self.pairs[index] if path is not None]
+
     def read_raw_label(self, index: int) -> np.ndarray:
         """The label file's values before mapping (H×W ints, or H×W×3 for colour masks)."""
         path = self.pairs[index][1]

@@ -16,6 +16,7 @@ from typing import Any
 import paddle
 
 from semsegpaddle.core.data.datasets import SkipCounter, create_dataset, train_loader
+from semsegpaddle.core.data.decoded_cache import require_cacheable
 from semsegpaddle.core.engine.agreement import check_ranks_agree
 from semsegpaddle.core.engine.amp import AmpPlan, make_amp_plan
 from semsegpaddle.core.engine.atomic import write_text_atomic
@@ -105,6 +106,8 @@ def train(config: dict[str, Any], *, resume: bool = False, overwrite: bool = Fal
         require_visualdl()
     train_set = create_dataset(config, config["dataset"]["train_split"])
     val_set = create_dataset(config, config["dataset"]["val_split"])
+    if config["train"]["cache_dir"] is not None:
+        require_cacheable(train_set, config["dataset"]["name"])
     model = create_model(config, train_set.num_classes)
     model = convert_batch_norm(model, device, dist.world_size)
     criterion = create_loss(config, model, train_set.ignore_index)
