@@ -87,6 +87,14 @@ def test_cross_entropy_matches_pytorch():
             weight=torch.tensor(weights) if "class_weights" in options else None,
             label_smoothing=options.get("label_smoothing", 0.0))
         assert value(build("cross_entropy", **options), logits, label) == pytest.approx(float(reference), rel=1e-5)
+        # and the gradients (the plain loss runs through Paddle's fused kernel, smoothing does not)
+        ours = paddle.to_tensor(logits, stop_gradient=False)
+        build("cross_entropy", **options)(ours, paddle.to_tensor(label)).backward()
+        theirs = torch.tensor(logits, requires_grad=True)
+        torch.nn.functional.cross_entropy(
+            theirs, torch.tensor(label), ignore_index=IGNORE, label_smoothing=options.get("label_smoothing", 0.0),
+            weight=torch.tensor(weights) if "class_weights" in options else None).backward()
+        np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-4, atol=1e-7)
 
 
 @pytest.mark.parametrize("name", PIXEL_LOSSES)

