@@ -9,10 +9,14 @@ import pytest
 from paddle import nn
 
 from semsegpaddle import hookimpl
+from semsegpaddle.core.engine.mkl_path import choose_mkl_code_path
 from semsegpaddle.core.plugin import manager as plugin_module
 from semsegpaddle.core.model.interfaces import Backbone, FeatureInfo, FeatureLevel, SegDataset, default_palette
 
 paddle.base.core.set_num_threads(2)
+# MKL fixes its code path at its first call: take the engine's (runtime.mkl_code_path: auto) now, so
+# every test of the session computes on the same path whatever ran before it
+choose_mkl_code_path("auto")
 
 
 class TinyBackbone(Backbone):

@@ -6,6 +6,7 @@ changed Paddle or a plugin on the way shows it.
 from __future__ import annotations
 
 import datetime
+import os
 import platform
 import sys
 from importlib import metadata
@@ -56,6 +57,7 @@ def session_record(start_step: int, world_size: int, device: str) -> dict[str, A
         "semsegpaddle": __version__,
         "paddle": paddle_build(),
         "numpy": _installed("numpy"),
+        "mkl_debug_cpu_type": os.environ.get("MKL_DEBUG_CPU_TYPE"),
         "plugins": plugin_versions(),
         "device": device,
         "world_size": world_size,

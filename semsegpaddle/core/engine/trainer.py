@@ -17,6 +17,7 @@ import paddle
 
 from semsegpaddle.core.data.datasets import SkipCounter, create_dataset, train_loader
 from semsegpaddle.core.data.decoded_cache import require_cacheable
+from semsegpaddle.core.engine.mkl_path import choose_mkl_code_path
 from semsegpaddle.core.engine.agreement import check_ranks_agree
 from semsegpaddle.core.engine.amp import AmpPlan, make_amp_plan
 from semsegpaddle.core.engine.atomic import write_text_atomic
@@ -54,6 +55,7 @@ class TrainResult:
 def setup_runtime(config: dict[str, Any]) -> tuple[DistEnv, str]:
     """Device, data-parallel environment, threads and seeds, from ``runtime``."""
     runtime = config["runtime"]
+    choose_mkl_code_path(runtime["mkl_code_path"])  # before the process's first MKL call fixes it
     quiet_paddle()
     device = choose_device(runtime["device"])
     paddle.set_device(device)

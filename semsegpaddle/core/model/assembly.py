@@ -14,6 +14,7 @@ from semsegpaddle.core.model.interfaces import Backbone, Decoder, FeatureInfo
 from semsegpaddle.core.model.layers import ConvBNReLU, resize_to, spatial_size
 from semsegpaddle.core.plugin.manager import get_registry
 from semsegpaddle.core.config.schema import SCHEMA
+from semsegpaddle.core.engine.mkl_path import choose_mkl_code_path
 
 
 class FCNAuxHead(nn.Layer):
@@ -163,6 +164,9 @@ def create_model(config: dict[str, Any], num_classes: int, pretrained: bool = Tr
     The backbone is checked against its declaration (:func:`check_backbone`). With ``pretrained``
     False, ``model.backbone.pretrained`` is not loaded (the caller loads a full checkpoint next).
     """
+    # a script building models without the engine's set-up still gets MKL's fast path, if nothing
+    # in the process has called MKL yet
+    choose_mkl_code_path(config.get("runtime", {}).get("mkl_code_path", "auto"))
     model_cfg = config["model"]
     backbone_cfg = model_cfg["backbone"]
     backbone_extra = SCHEMA["model"]["backbone"].extra
