@@ -944,7 +944,8 @@ class Results:
   (`paddle.flops` fails on paddle 3.3). A training step is counted as 3 forwards (forward, and a backward of
   about twice its work). These are nominal FLOPs: a kernel that skips work — oneDNN's, for taps of a widely
   dilated 3×3 conv that fall wholly into the padding of a small map (ASPP rates 12–36 on a 16×16 map at 128²),
-  or a Winograd algorithm — can exceed 100 % of sgemm.
+  or a Winograd algorithm — can exceed 100 % of sgemm. So can MKL's and oneDNN's AVX-512 kernels on a CPU where
+  numpy's BLAS runs narrower ones (the BLAS line above names the kernels it uses).
 - PaddleSeg's model is saved with `paddle.jit.save` as is (logits; PaddleSeg's own export adds an argmax) and run
   by our `PaddleInferenceBackend`, so both exports run under the same Paddle Inference settings.
 - Peak memory: `--child` processes, one per side, model, phase and size; Paddle's CPU allocator keeps memory it
