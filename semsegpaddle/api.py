@@ -125,24 +125,29 @@ def load_backend(config: dict[str, Any], weights: str | Path | None = None, *, b
                  model_dir: str | Path | None = None, num_classes: int | None = None):
     """The inference backend (:mod:`semsegpaddle.core.inference.backends`) of a config: the
     checkpoint ``weights`` in a dynamic model, or, for ``paddle-inference``, the export folder
-    ``model_dir`` run by Paddle Inference on ``runtime.device`` with ``runtime.threads`` threads.
-    ``num_classes``, when given, must match the export's."""
+    ``model_dir`` run by Paddle Inference on ``runtime.device`` with ``runtime.threads`` threads
+    (in bfloat16 with ``eval.precision: bf16``). ``num_classes``, when given, must match the export's."""
     from semsegpaddle.core.errors import SemsegError
     from semsegpaddle.core.inference.backends import BACKENDS, DynamicBackend, PaddleInferenceBackend
 
     if backend not in BACKENDS:
         raise SemsegError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    precision = config["eval"].get("precision", "fp32")
     if backend == "dynamic":
         if model_dir is not None:
             raise SemsegError("model_dir is read by the paddle-inference backend only; the dynamic backend "
                               "loads weights")
+        if precision != "fp32":
+            raise SemsegError(f"eval.precision {precision} needs the paddle-inference backend (Paddle has no CPU "
+                              f"{precision} kernels for the dynamic model); add --backend paddle-inference")
         return DynamicBackend(load_model(config, weights, num_classes))
     if model_dir is None:
         raise SemsegError("the paddle-inference backend needs the export folder (--model-dir DIR, "
                           "written by `semseg export`)")
     if weights is not None:
         raise SemsegError("the paddle-inference backend runs the export folder; give --model-dir, not --weights")
-    runner = PaddleInferenceBackend(model_dir, config["runtime"]["threads"], config["runtime"]["device"])
+    runner = PaddleInferenceBackend(model_dir, config["runtime"]["threads"], config["runtime"]["device"],
+                                    precision=precision)
     if num_classes is not None and runner.num_classes != num_classes:
         raise SemsegError(f"{model_dir}: the export predicts {runner.num_classes} classes "
                           f"({', '.join(runner.class_names)}), the dataset has {num_classes}")

@@ -279,6 +279,9 @@ def _inference_options(command: Any) -> Any:
         click.option("--model-dir", type=click.Path(file_okay=False), default=None,
                      help="Export folder (semseg export --output) for --backend paddle-inference; class names "
                      "and palette come from its export_info.json."),
+        click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=None,
+                     help="Override eval.precision: bf16 runs --backend paddle-inference in oneDNN's bfloat16 "
+                     "kernels (CPUs with AVX512_BF16)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -286,9 +289,10 @@ def _inference_options(command: Any) -> Any:
 
 
 def _inference_overrides(mode: str | None, crop_size: list[int] | None, stride: list[int] | None,
-                         scales: list[float] | None, flip: bool | None) -> list[str]:
+                         scales: list[float] | None, flip: bool | None, precision: str | None = None) -> list[str]:
     """The eval.* key=value overrides the inference options stand for."""
     overrides = [f"eval.mode={mode}"] if mode else []
+    overrides += [f"eval.precision={precision}"] if precision else []
     overrides += [f"eval.{key}={value}" for key, value in (("crop_size", crop_size), ("stride", stride),
                                                             ("scales", scales)) if value is not None]
     return overrides + ([f"eval.flip={str(flip).lower()}"] if flip is not None else [])
@@ -323,7 +327,7 @@ def evaluate(args: tuple[str, ...], weights: str | None, split: str | None, out_
              threads: int | None, with_report: bool, predictions_dir: str | None, encoding: str,
              mode: str | None, crop_size: list[int] | None,
              stride: list[int] | None, scales: list[float] | None, flip: bool | None, backend: str,
-             model_dir: str | None) -> None:
+             model_dir: str | None, precision: str | None) -> None:
     """Evaluate a checkpoint or an export: [CONFIG] [key=value ...]; prints per-class IoU and mIoU.
 
     The inference mode is the config's eval section (mode, crop_size, stride, scales, flip), which
@@ -344,12 +348,13 @@ def evaluate(args: tuple[str, ...], weights: str | None, split: str | None, out_
     """
     if predictions_dir is not None:
         _score_predictions(args, threads, predictions_dir, split, encoding, out_path,
-                           weights is not None or model_dir is not None or backend != "dynamic" or with_report)
+                           weights is not None or model_dir is not None or backend != "dynamic" or with_report
+                           or precision is not None)
         return
     from semsegpaddle.api import evaluate as run_eval
 
     _check_backend_options(backend, model_dir, weights)
-    config = _load([*args, *_inference_overrides(mode, crop_size, stride, scales, flip)], threads)
+    config = _load([*args, *_inference_overrides(mode, crop_size, stride, scales, flip, precision)], threads)
     if with_report:
         from semsegpaddle.core.inference.report import write_report
 
@@ -386,7 +391,7 @@ def _score_predictions(args: Sequence[str], threads: int | None, predictions_dir
 
     if model_options:
         raise click.UsageError("--predictions scores files and loads no model: drop --weights, --backend, "
-                               "--model-dir and --report")
+                               "--precision, --model-dir and --report")
     config = _load(args, threads)
     scored = score_predictions(config, predictions_dir, split, encoding, config["runtime"]["progress"])
     unused = f"; {len(scored.unused)} PNG files matched no sample" if scored.unused else ""
@@ -423,7 +428,8 @@ def _debug() -> bool:
 def predict(images: tuple[str, ...], config_args: tuple[str, ...], weights: str | None, output_dir: str,
             overlay: bool, alpha: float | None, output_format: str, mode: str | None,
             crop_size: list[int] | None, stride: list[int] | None,
-            scales: list[float] | None, flip: bool | None, backend: str, model_dir: str | None) -> None:
+            scales: list[float] | None, flip: bool | None, backend: str, model_dir: str | None,
+            precision: str | None) -> None:
     """Segment IMAGES into palette PNG masks (pixel value = class id) in --output.
 
     IMAGES are image files, folders (every image below them, recursively) and list files:
@@ -450,7 +456,7 @@ def predict(images: tuple[str, ...], config_args: tuple[str, ...], weights: str 
     from semsegpaddle.api import predict as run_predict
 
     _check_backend_options(backend, model_dir, weights)
-    args = [*config_args, *_inference_overrides(mode, crop_size, stride, scales, flip)]
+    args = [*config_args, *_inference_overrides(mode, crop_size, stride, scales, flip, precision)]
     look = {"overlay": overlay or alpha is not None, "alpha": 0.5 if alpha is None else alpha,
             "format": output_format}
     if backend == "paddle-inference":

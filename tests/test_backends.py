@@ -202,3 +202,45 @@ def test_the_real_cli_names_a_folder_that_is_no_export(tmp_path):
                       f"export_info.json missing (expected model.json, model.pdiparams, export_info.json, "
                       f"written by `semseg export`)"]
     assert not (tmp_path / "o").exists()
+
+
+# -- bfloat16 under oneDNN -----------------------------------------------------------------------------
+
+def _has_avx512_bf16() -> bool:
+    from semsegpaddle.core.engine.mkl_path import read_cpu
+
+    return "avx512_bf16" in read_cpu()[1]
+
+
+@pytest.mark.skipif(not _has_avx512_bf16(), reason="the CPU has no AVX512_BF16 (bf16 is refused there: tested below)")
+def test_bf16_gives_the_float32_masks_within_bfloat16_rounding(trained_and_exported, tmp_path):
+    args, exported = trained_and_exported
+    fp32 = PaddleInferenceBackend(exported, threads=2)
+    bf16 = PaddleInferenceBackend(exported, threads=2, precision="bf16")
+    x = batch(2, 32, 32, seed=3)
+    a, b = fp32(x), bf16(x)
+    scale = max(1.0, float(np.abs(a).max()))
+    assert 0 < np.abs(a - b).max() <= 0.05 * scale  # bfloat16 really ran (8-bit mantissa), and closely
+    assert (a.argmax(1) == b.argmax(1)).mean() >= 0.97
+    metrics = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / f"{precision}.json"
+        result = CliRunner().invoke(cli, ["eval", *args, "--backend", "paddle-inference", "--model-dir",
+                                          str(exported), "--precision", precision, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        metrics[precision] = json.loads(out.read_text())["mIoU"]
+    assert metrics["bf16"] == pytest.approx(metrics["fp32"], abs=0.02)
+
+
+def test_bf16_is_refused_where_it_cannot_run(trained_and_exported, monkeypatch):
+    args, exported = trained_and_exported
+    runner = CliRunner()
+    result = runner.invoke(cli, ["eval", *args, "--precision", "bf16"])
+    assert result.exit_code == 1 and "eval.precision bf16 needs the paddle-inference backend" in result.output
+    with pytest.raises(SemsegError, match="needs the paddle-inference backend on CPU with oneDNN"):
+        PaddleInferenceBackend(exported, onednn=False, precision="bf16")
+    from semsegpaddle.core.engine import mkl_path
+
+    monkeypatch.setattr(mkl_path, "read_cpu", lambda: ("AuthenticAMD", frozenset({"avx2", "avx512f"})))
+    with pytest.raises(SemsegError, match=r"needs a CPU with AVX512_BF16 instructions \(this one has none\); use fp32"):
+        PaddleInferenceBackend(exported, precision="bf16")

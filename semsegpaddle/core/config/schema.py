@@ -172,6 +172,9 @@ SCHEMA: dict[str, Any] = {
         "scales": Key(list[float], [1.0], "image scales; several: softmax probabilities averaged at the input size",
                       check=lambda v: len(v) > 0 and all(s > 0 for s in v), expect="a non-empty list of numbers > 0"),
         "flip": Key(bool, False, "also segment the mirrored image at every scale and average the probabilities"),
+        "precision": Key(Literal["fp32", "bf16"], "fp32",
+                         "paddle-inference backend on CPU: bf16 runs oneDNN's bfloat16 kernels (CPUs with "
+                         "AVX512_BF16; faster, logits within bfloat16 rounding)"),
     },
     "runtime": {
         "seed": Key(int, 0, "random seed of weights, sampling and augmentation", **NON_NEGATIVE),

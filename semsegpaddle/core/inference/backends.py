@@ -61,11 +61,14 @@ class PaddleInferenceBackend:
 
     On CPU, oneDNN is on (``onednn=False`` turns it off) with ``threads`` math threads (0: every
     available core); with ``device`` ``gpu``, or ``auto`` and a GPU that Paddle sees, it runs on
-    GPU 0. ``class_names`` and ``palette`` come from ``export_info.json``.
+    GPU 0. ``precision`` ``bf16`` runs oneDNN's bfloat16 kernels, on CPUs with AVX512_BF16 only.
+    ``class_names`` and ``palette`` come from ``export_info.json``.
     """
 
-    def __init__(self, model_dir: str | Path, threads: int = 0, device: str = "auto", onednn: bool = True) -> None:
+    def __init__(self, model_dir: str | Path, threads: int = 0, device: str = "auto", onednn: bool = True,
+                 precision: str = "fp32") -> None:
         self.model_dir = Path(model_dir)
+        self.precision = precision
         info = read_export_info(self.model_dir)
         self.class_names: list[str] = [str(name) for name in info["class_names"]]
         self.num_classes = len(self.class_names)
@@ -73,6 +76,8 @@ class PaddleInferenceBackend:
         self.device = _resolve_device(device)
         #: True when the CPU kernels are oneDNN's
         self.onednn = onednn and self.device == "cpu"
+        if precision != "fp32":
+            check_bf16(precision, self.onednn)
         self._predictor = self._create(threads, onednn)
         self._input = self._predictor.get_input_handle(self._predictor.get_input_names()[0])
         self._output = self._predictor.get_output_handle(self._predictor.get_output_names()[0])
@@ -89,6 +94,8 @@ class PaddleInferenceBackend:
             config.disable_gpu()
             if onednn:
                 config.enable_mkldnn()
+                if self.precision == "bf16":
+                    config.enable_mkldnn_bfloat16()
             else:
                 config.disable_mkldnn()  # Paddle Inference turns it on by default on CPU
             config.set_cpu_math_library_num_threads(threads or available_cores())
@@ -112,6 +119,21 @@ class PaddleInferenceBackend:
             raise SemsegError(f"{self.model_dir}: Paddle Inference failed on a batch of shape "
                               f"{tuple(batch.shape)}: {_summary(exc)}{hint}") from exc
         return self._output.copy_to_cpu()
+
+
+def check_bf16(precision: str, onednn_cpu: bool) -> None:
+    """A one-line SemsegError unless ``precision`` bf16 can run: oneDNN on a CPU with AVX512_BF16
+    (without it oneDNN emulates bfloat16, slower than float32)."""
+    from semsegpaddle.core.engine.mkl_path import read_cpu
+
+    if precision != "bf16":
+        raise SemsegError(f"eval.precision: expected fp32 or bf16, got {precision!r}")
+    if not onednn_cpu:
+        raise SemsegError("eval.precision bf16 runs oneDNN's bfloat16 kernels: it needs the paddle-inference "
+                          "backend on CPU with oneDNN")
+    if "avx512_bf16" not in read_cpu()[1]:
+        raise SemsegError("eval.precision bf16 needs a CPU with AVX512_BF16 instructions (this one has none); "
+                          "use fp32")
 
 
 def read_export_info(model_dir: Path) -> dict[str, Any]:
