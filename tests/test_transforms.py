@@ -248,3 +248,22 @@ print([int(images.sum()) for images, _ in batches])
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[48, 112, 176]"
+
+
+def test_rescaling_the_crop_window_gives_the_full_resizes_pixels():
+    """The window is resized as the whole image would be: the same pixels as cv2.resize of the whole
+    image, then cropped (at most an occasional ±1 from float rounding of the positions)."""
+    from semsegpaddle.core.data.transforms import rescaled_window, scaled_size
+
+    rng = np.random.default_rng(7)
+    for _ in range(60):
+        h, w = int(rng.integers(5, 200)), int(rng.integers(5, 200))
+        image = rng.integers(0, 256, (h, w, 3)).astype(np.uint8)
+        sh, sw = scaled_size(h, w, float(rng.uniform(0.25, 3.0)))
+        ch, cw = int(rng.integers(1, sh + 1)), int(rng.integers(1, sw + 1))
+        top, left = int(rng.integers(0, sh - ch + 1)), int(rng.integers(0, sw - cw + 1))
+        got, _ = rescaled_window(image, np.zeros((h, w), np.uint8), (sh, sw), top, left, ch, cw)
+        want = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_LINEAR)[top:top + ch, left:left + cw]
+        assert got.shape == want.shape
+        difference = np.abs(got.astype(int) - want)
+        assert difference.max() <= 1 and (difference == 0).mean() >= 0.999

@@ -19,18 +19,6 @@ PHOTOMETRIC_DEFAULTS: dict[str, Any] = {"brightness": 32, "contrast": [0.5, 1.5]
 _VALUES = np.arange(256, dtype=np.float32)
 
 
-def rescale(image: np.ndarray, label: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """Resize by ``scale``: bilinear for the image, nearest for the label.
-
-    INTER_NEAREST_EXACT, not INTER_NEAREST: the latter samples off the pixel centres that
-    INTER_LINEAR uses, shifting labels against the image by up to a pixel.
-    """
-    height, width = scaled_size(*label.shape, scale)
-    image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
-    label = cv2.resize(label, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
-    return image, label
-
-
 def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
     """The (height, width) an image of height×width has after rescaling by ``scale``."""
     return max(1, round(height * scale)), max(1, round(width * scale))
@@ -48,13 +36,16 @@ def _aligned_start(needed: int, size: int, scaled: int) -> tuple[int, int]:
 
 def rescaled_window(image: np.ndarray, label: np.ndarray, scaled: tuple[int, int], top: int, left: int,
                     height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows ``top``.. and columns ``left``.. (``height``×``width``) of :func:`rescale`'s output at
-    size ``scaled``, computed from the source window they need rather than the whole image.
+    """Rows ``top``.. and columns ``left``.. (``height``×``width``) of the image and label resized
+    to ``scaled`` (bilinear image, nearest label, both sampling at pixel centres), computed from
+    the source window they need rather than the whole image.
 
     The image window is resized by OpenCV at the full resize's exact factors, starting on a
     source pixel whose rescaled position is whole, so every kept pixel is interpolated from the
-    same neighbours with the same weights (cropping first is up to ~8× cheaper at scale 2); the
-    label's nearest pixels are looked up directly (INTER_NEAREST_EXACT's pixel-centre rule).
+    same neighbours with the same weights as ``cv2.resize`` of the whole image (cropping first is
+    up to ~8× cheaper at scale 2). The label's nearest pixels are looked up directly by the
+    pixel-centre rule (INTER_NEAREST_EXACT's; not INTER_NEAREST, which samples off the centres
+    INTER_LINEAR uses and would shift labels against the image by up to a pixel).
     """
     h, w = label.shape
     sh, sw = scaled
