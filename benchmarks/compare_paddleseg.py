@@ -768,6 +768,18 @@ class Results:
         errors = [f"- {r['model']} {r['size']}², {r['label']}: {r['error']}" for r in self.train if r["error"]]
         return "\n".join(lines + ([""] + errors if errors else [])) + "\n"
 
+    def _shipped_train(self, ours: dict[str, Any]) -> tuple[dict[str, Any] | None, float]:
+        """PaddleSeg's as-shipped training row matching ``ours``, and ours ÷ it (NaN if either failed)."""
+        theirs = self._find(self.shipped, model=ours["model"], size=ours["size"], side="paddleseg", kind="shipped")
+        ok = theirs is not None and "seconds" in theirs and "seconds" in ours
+        return theirs, ours["seconds"] / theirs["seconds"] if ok else float("nan")
+
+    def _shipped_infer(self, row: dict[str, Any]) -> tuple[dict[str, Any] | None, float]:
+        """Our oneDNN inference row matching PaddleSeg's as-shipped dynamic ``row``, and ours ÷ it."""
+        fast = self._find(self.infer, model=row["model"], size=row["size"], side="ours", kind="onednn")
+        ok = fast is not None and not fast.get("error") and "seconds" in row
+        return (fast if ok else None), fast["seconds"] / row["seconds"] if ok else float("nan")
+
     def _shipped_table(self) -> str:
         if not self.shipped:
             return ""
@@ -778,12 +790,9 @@ class Results:
                   f"{self.args.steps} after {self.args.warmup} warm-up.\n"),
                  "| model | size | semsegpaddle | PaddleSeg | ours ÷ PaddleSeg |", "|---|---|---|---|---|"]
         for ours in (r for r in self.shipped if r["side"] == "ours"):
-            theirs = self._find(self.shipped, model=ours["model"], size=ours["size"], side="paddleseg", kind="shipped")
-            cell = lambda r: f"{fmt(r['seconds'])} (MKL type {r.get('mkl_debug_cpu_type') or 'default'})" \
-                if r and "seconds" in r else (r or {}).get("error", "—")  # noqa: E731
-            ratio = ours["seconds"] / theirs["seconds"] if theirs and "seconds" in theirs and "seconds" in ours \
-                else float("nan")
-            lines.append(f"| {ours['model']} | {ours['size']}² | {cell(ours)} | {cell(theirs)} | {fmt(ratio)}× |")
+            theirs, ratio = self._shipped_train(ours)
+            lines.append(f"| {ours['model']} | {ours['size']}² | {shipped_cell(ours)} | {shipped_cell(theirs)} | "
+                         f"{fmt(ratio)}× |")
         infer = [r for r in self.shipped if r.get("kind") == "shipped-infer"]
         if infer:
             lines += ["", (f"PaddleSeg's dynamic inference as it ships (MKL's own code path, {self.machine['cores']} "
@@ -791,11 +800,10 @@ class Results:
                       "| model | size | PaddleSeg dynamic | ours, Paddle Inference + oneDNN | ours ÷ PaddleSeg |",
                       "|---|---|---|---|---|"]
             for row in infer:
-                fast = self._find(self.infer, model=row["model"], size=row["size"], side="ours", kind="onednn")
-                ok = fast and not fast.get("error") and "seconds" in row
-                lines.append(f"| {row['model']} | {row['size']}² | {fmt(row['seconds']) if 'seconds' in row else row.get('error')} "
-                             f"| {fmt(fast['seconds']) if ok else '—'} | "
-                             f"{fmt(fast['seconds'] / row['seconds']) if ok else '—'}× |")
+                fast, ratio = self._shipped_infer(row)
+                theirs = fmt(row["seconds"]) if "seconds" in row else row.get("error")
+                lines.append(f"| {row['model']} | {row['size']}² | {theirs} | {fmt(fast['seconds']) if fast else '—'} "
+                             f"| {fmt(ratio) if fast else '—'}× |")
         return "\n".join(lines) + "\n"
 
     def _infer_table(self) -> str:
@@ -885,17 +893,11 @@ class Results:
             add(f"train step ≤ {GOALS['train_ratio']}× PaddleSeg at equal threads, {ours['model']} {ours['size']}²",
                 ours["seconds"] / same["seconds"] if same else float("nan"), GOALS["train_ratio"])
         for row in (r for r in self.shipped if r.get("kind") == "shipped-infer" and "seconds" in r):
-            fast = self._find(self.infer, model=row["model"], size=row["size"], side="ours", kind="onednn")
             add(f"fast backend ≤ {GOALS['infer_ratio']}× PaddleSeg dynamic as it ships, equal threads, "
-                f"{row['model']} {row['size']}²",
-                fast["seconds"] / row["seconds"] if fast and not fast.get("error") else float("nan"),
-                GOALS["infer_ratio"])
+                f"{row['model']} {row['size']}²", self._shipped_infer(row)[1], GOALS["infer_ratio"])
         for ours in (r for r in self.shipped if r["side"] == "ours"):
-            theirs = self._find(self.shipped, model=ours["model"], size=ours["size"], side="paddleseg", kind="shipped")
-            ratio = ours["seconds"] / theirs["seconds"] if theirs and "seconds" in theirs and "seconds" in ours \
-                else float("nan")
             add(f"train step ≤ {GOALS['shipped_ratio']}× PaddleSeg as its users run it, {ours['model']} "
-                f"{ours['size']}²", ratio, GOALS["shipped_ratio"])
+                f"{ours['size']}²", self._shipped_train(ours)[1], GOALS["shipped_ratio"])
         for ours in (r for r in self.rss if r["side"] == "ours"):
             theirs = self._find(self.rss, model=ours["model"], phase=ours["phase"], size=ours["size"], side="paddleseg")
             add(f"peak memory ≤ {GOALS['rss_ratio']}× PaddleSeg, {ours['model']} {ours['phase']} {ours['size']}²",
@@ -956,6 +958,15 @@ class Results:
 def fmt_load(load: tuple[float, ...]) -> str:
     """A load-average triple."""
     return ", ".join(f"{v:.2f}" for v in load)
+
+
+def shipped_cell(row: dict[str, Any] | None) -> str:
+    """'seconds (MKL type)' of an as-shipped training row, or its error."""
+    if row is None:
+        return "—"
+    if "seconds" not in row:
+        return row.get("error", "—")
+    return f"{fmt(row['seconds'])} (MKL type {row.get('mkl_debug_cpu_type') or 'default'})"
 
 
 def rss_cell(row: dict[str, Any] | None) -> str:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -113,11 +113,16 @@ def read_image(path: str | Path) -> np.ndarray:
     Unreadable files and pixel values outside their mode's range raise a one-line DataError
     naming the file.
     """
-    with _opened(path, "image") as image:
-        fast = _opencv_decode(path, image, colour=True)
-        if fast is not None:
-            return fast
-        return _pillow_rgb(_decoded(image, path, "image"), path)
+    return _read(path, "image", colour=True, from_pillow=_pillow_rgb)
+
+
+def _read(path: str | Path, what: str, colour: bool,
+          from_pillow: Callable[[Image.Image, str | Path], np.ndarray]) -> np.ndarray:
+    """The file's pixels from OpenCV where it decodes them as Pillow would, else ``from_pillow``
+    of the image Pillow decoded."""
+    with _opened(path, what) as image:
+        fast = _opencv_decode(path, image, colour)
+        return fast if fast is not None else from_pillow(_decoded(image, path, what), path)
 
 
 def _pillow_rgb(image: Image.Image, path: str | Path) -> np.ndarray:
@@ -154,11 +159,7 @@ def read_label(path: str | Path) -> np.ndarray:
     ``P`` files give their palette indices. Float files, and colour files whose channels differ,
     raise a one-line DataError naming the file.
     """
-    with _opened(path, "label") as image:
-        fast = _opencv_decode(path, image, colour=False)
-        if fast is not None:
-            return fast
-        return _pillow_label(_decoded(image, path, "label"), path)
+    return _read(path, "label", colour=False, from_pillow=_pillow_label)
 
 
 def _pillow_label(image: Image.Image, path: str | Path) -> np.ndarray:
