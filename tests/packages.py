@@ -114,3 +114,16 @@ def missing_root_error(dataset: str, tmp_path: Path) -> list[str]:
                     cwd=tmp_path, timeout=300)
     assert result.returncode == 1
     return [line for line in result.stderr.splitlines() + result.stdout.splitlines() if line.strip()]
+
+
+def missing_root_config_error(dataset: str, tmp_path: Path) -> str:
+    """The ConfigError message of building ``dataset`` (train split) on a root that does not exist."""
+    import pytest
+
+    from semsegpaddle.core.config.loader import build_component, config_from_dict
+    from semsegpaddle.core.errors import ConfigError
+
+    config = config_from_dict({"dataset": {"name": dataset, "root": str(tmp_path / "nowhere")}})
+    with pytest.raises(ConfigError) as info:
+        build_component(config, "dataset", "dataset", "train", extra=("train_split", "val_split"))
+    return str(info.value)

@@ -9,11 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from semsegpaddle.core.config.loader import config_from_dict
-from semsegpaddle.core.errors import ConfigError
 from semsegpaddle.plugins.datasets.voc import voc
 from semsegpaddle.plugins.datasets.voc_dataset import CLASS_NAMES, PALETTE
-from tests.packages import missing_root_error, train_then_eval
+from tests.packages import missing_root_config_error, missing_root_error, train_then_eval
 
 WIDTH, HEIGHT = 48, 32
 TRAIN_IDS = ["2007_000001", "2007_000002", "2007_000003", "2007_000004"]
@@ -224,12 +222,8 @@ def test_missing_image_or_label_names_the_file(devkit):
 
 
 def test_config_error_names_the_key(tmp_path):
-    from semsegpaddle.core.config.loader import build_component
-
-    config = config_from_dict({"dataset": {"name": "voc", "root": str(tmp_path / "nowhere")}})
-    with pytest.raises(ConfigError) as info:
-        build_component(config, "dataset", "dataset", "train", extra=("train_split", "val_split"))
-    assert "dataset.root" in str(info.value) and "nowhere" in str(info.value)
+    message = missing_root_config_error("voc", tmp_path)
+    assert "dataset.root" in message and "nowhere" in message
 
 
 # -------------------------------------------------------------------------------------------------
