@@ -474,7 +474,7 @@ def child_main(args: argparse.Namespace) -> None:
     """``--child SIDE:MODEL:PHASE:SIZE``: build one side's model, run ``--rss-steps`` training steps
     (or eval forwards) at SIZE on a batch of ``--batch``, print RSS figures as one JSON line."""
     side, name, phase, size = args.child.split(":")
-    from semsegpaddle.core.engine.mkl_path import choose_mkl_code_path
+    from semsegpaddle.core.common.mkl_path import choose_mkl_code_path
 
     choose_mkl_code_path(args.mkl)  # before this process's first MKL call
     warnings.filterwarnings("ignore", message="When training, we now always track global mean and variance")
@@ -1071,14 +1071,14 @@ def main() -> None:
     if args.child:
         child_main(args)
         return
-    from semsegpaddle.core.engine.mkl_path import choose_mkl_code_path
+    from semsegpaddle.core.common.mkl_path import choose_mkl_code_path
 
     mkl = choose_mkl_code_path(args.mkl)  # as the engine does, before the first MKL call: both sides get it
     version = import_paddleseg(args.paddleseg)
     import paddle
 
-    from semsegpaddle.core.engine.runtime import quiet_paddle
-    from semsegpaddle.core.engine.runtime import set_threads as set_core_threads
+    from semsegpaddle.core.common.runtime import quiet_paddle
+    from semsegpaddle.core.common.runtime import set_threads as set_core_threads
 
     quiet_paddle()
     paddle.set_device("cpu")

@@ -55,7 +55,7 @@ def checkpoint_config(weights: str | Path, overrides: Iterable[str] = ()) -> Con
     null (the checkpoint holds every weight; the pretrained file need not exist here).
     """
     from semsegpaddle.core.engine.checkpoint import read_metadata
-    from semsegpaddle.core.errors import SemsegError
+    from semsegpaddle.core.common.errors import SemsegError
 
     stored = read_metadata(weights).get("config")
     if not isinstance(stored, dict):
@@ -127,7 +127,7 @@ def load_backend(config: dict[str, Any], weights: str | Path | None = None, *, b
     checkpoint ``weights`` in a dynamic model, or, for ``paddle-inference``, the export folder
     ``model_dir`` run by Paddle Inference on ``runtime.device`` with ``runtime.threads`` threads
     (in bfloat16 with ``eval.precision: bf16``). ``num_classes``, when given, must match the export's."""
-    from semsegpaddle.core.errors import SemsegError
+    from semsegpaddle.core.common.errors import SemsegError
     from semsegpaddle.core.inference.backends import BACKENDS, DynamicBackend, PaddleInferenceBackend
 
     if backend not in BACKENDS:

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import click
 
 from semsegpaddle import __version__
-from semsegpaddle.core.errors import SemsegError
+from semsegpaddle.core.common.errors import SemsegError
 
 KIND_CHOICES = ["backbone", "decoder", "dataset", "loss"]
 #: exceptions whose message is the whole story for the user: one line, exit 1, no traceback
@@ -163,7 +163,7 @@ def check_data_command(args: tuple[str, ...], splits: tuple[str, ...], json_path
     report = check_data(_load(args), list(splits))
     click.echo(report.text())
     if json_path:
-        from semsegpaddle.core.engine.atomic import write_text_atomic
+        from semsegpaddle.core.common.atomic import write_text_atomic
 
         write_text_atomic(Path(json_path), json.dumps(report.to_json(), indent=2))
         click.echo(f"report written to {json_path}")
@@ -370,7 +370,7 @@ def evaluate(args: tuple[str, ...], weights: str | None, split: str | None, out_
 
 def _write_metrics(metrics: Any, config: Any, out_path: str | None) -> None:
     """Print the metrics table; write the JSON (with the confusion matrix) and its PNG picture."""
-    from semsegpaddle.core.engine.atomic import write_text_atomic
+    from semsegpaddle.core.common.atomic import write_text_atomic
     from semsegpaddle.core.inference.metrics import save_confusion_png
 
     click.echo(metrics.table())
@@ -542,7 +542,7 @@ def convert_weights(backbone: str, source: str, destination: str, options: tuple
 def _register_plugin_commands() -> None:
     """Let each plugin add commands, one plugin at a time; a name already taken (by semseg itself or
     an earlier plugin) stays with its first owner, and a failing plugin is reported, not fatal."""
-    from semsegpaddle.core.errors import DuplicateComponentError
+    from semsegpaddle.core.common.errors import DuplicateComponentError
     from semsegpaddle.core.plugin.failures import function_location
     from semsegpaddle.core.plugin.manager import call_each, load_plugins
 

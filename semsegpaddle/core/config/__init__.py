@@ -3,6 +3,6 @@ value checks against type annotations (``typecheck``), and the packaged configs 
 
 ``semsegpaddle.core.config`` also offers the public names of :mod:`semsegpaddle.core.config.loader` (loaded on first use).
 """
-from semsegpaddle.core import lazy_attributes
+from semsegpaddle.core.common.lazy import lazy_attributes
 
 __getattr__ = lazy_attributes("semsegpaddle.core.config.loader")

@@ -27,7 +27,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from semsegpaddle.core.errors import ConfigError, SemsegError, did_you_mean
+from semsegpaddle.core.common.errors import ConfigError, SemsegError, did_you_mean
 from semsegpaddle.core.config.schema import SCHEMA, ComponentList, ComponentSection, Key, schema_defaults
 from semsegpaddle.core.config.typecheck import first_non_finite, is_path_annotation, type_matches, type_name
 

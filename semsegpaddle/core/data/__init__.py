@@ -3,6 +3,6 @@
 
 ``semsegpaddle.core.data`` also offers the public names of :mod:`semsegpaddle.core.data.datasets` (loaded on first use).
 """
-from semsegpaddle.core import lazy_attributes
+from semsegpaddle.core.common.lazy import lazy_attributes
 
 __getattr__ = lazy_attributes("semsegpaddle.core.data.datasets")

@@ -28,7 +28,7 @@ from semsegpaddle.core.config.schema import SCHEMA
 from semsegpaddle.core.data.base import SegDataset
 from semsegpaddle.core.data.file_dataset import FileDataset, collect_pairing_problems
 from semsegpaddle.core.data.image_io import read_image
-from semsegpaddle.core.errors import SemsegError
+from semsegpaddle.core.common.errors import SemsegError
 
 #: label values tallied exactly (16-bit masks); larger raw values are counted in one bin
 RAW_BINS = 65536

@@ -9,7 +9,7 @@ import numpy as np
 import paddle
 
 from semsegpaddle.core.config.loader import build_component
-from semsegpaddle.core.errors import DataError
+from semsegpaddle.core.common.errors import DataError
 from semsegpaddle.core.model.interfaces import SegDataset
 from semsegpaddle.core.data.loader import iterate_batches
 from semsegpaddle.core.config.schema import SCHEMA

@@ -25,8 +25,8 @@ from typing import Any, Callable
 import numpy as np
 
 from semsegpaddle.core.data.base import SegDataset
-from semsegpaddle.core.engine.atomic import atomic_path
-from semsegpaddle.core.errors import DataError
+from semsegpaddle.core.common.atomic import atomic_path
+from semsegpaddle.core.common.errors import DataError
 
 #: changes whenever the stored layout changes, so older entries are not read
 CACHE_FORMAT = 1

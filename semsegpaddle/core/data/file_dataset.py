@@ -22,7 +22,7 @@ import numpy as np
 from semsegpaddle.core.data.base import SegDataset, default_palette
 from semsegpaddle.core.data.image_io import read_image, read_label
 from semsegpaddle.core.data.labels import LabelMapping
-from semsegpaddle.core.errors import DataError
+from semsegpaddle.core.common.errors import DataError
 
 Pair = tuple[Path, Path | None]
 

@@ -28,7 +28,7 @@ from typing import Callable, Iterator
 import numpy as np
 from PIL import Image
 
-from semsegpaddle.core.errors import DataError
+from semsegpaddle.core.common.errors import DataError
 
 #: Pillow modes holding 16-bit unsigned grayscale
 SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")

@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from semsegpaddle.core.errors import DataError
+from semsegpaddle.core.common.errors import DataError
 
 #: the largest raw label value handled by the lookup table (16-bit label files)
 MAX_VALUE = 65535

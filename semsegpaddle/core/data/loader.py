@@ -16,7 +16,7 @@ from typing import Any, Callable, Hashable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from semsegpaddle.core.errors import DataError
+from semsegpaddle.core.common.errors import DataError
 
 #: the sample function of the pool being started; forked workers inherit it (no pickling needed)
 _worker_load: Callable[[Any], tuple[np.ndarray, ...]] | None = None

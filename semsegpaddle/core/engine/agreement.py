@@ -15,7 +15,7 @@ from typing import Iterable, Mapping
 import numpy as np
 import paddle
 
-from semsegpaddle.core.engine.runtime import DistEnv
+from semsegpaddle.core.common.runtime import DistEnv
 
 
 def weights_digest(arrays: Mapping[str, np.ndarray], names: Iterable[str]) -> str:

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 import paddle
 
-from semsegpaddle.core.errors import ConfigError
+from semsegpaddle.core.common.errors import ConfigError
 
 DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
 

@@ -26,8 +26,8 @@ import paddle
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
-from semsegpaddle.core.engine.atomic import atomic_path
-from semsegpaddle.core.errors import SemsegError
+from semsegpaddle.core.common.atomic import atomic_path
+from semsegpaddle.core.common.errors import SemsegError
 
 FORMAT = "semsegpaddle-model"
 META_KEY = "semsegpaddle"

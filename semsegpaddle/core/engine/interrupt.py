@@ -11,7 +11,7 @@ import signal
 import threading
 from typing import Any, Iterator
 
-from semsegpaddle.core.errors import SemsegError
+from semsegpaddle.core.common.errors import SemsegError
 
 
 class TrainingStopped(SemsegError):

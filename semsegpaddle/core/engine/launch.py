@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from semsegpaddle.core.errors import SemsegError
+from semsegpaddle.core.common.errors import SemsegError
 
 
 @dataclass(frozen=True)

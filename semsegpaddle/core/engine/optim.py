@@ -16,7 +16,7 @@ from typing import Any
 
 import paddle
 
-from semsegpaddle.core.errors import ConfigError
+from semsegpaddle.core.common.errors import ConfigError
 
 BACKBONE_PREFIX = "backbone."
 

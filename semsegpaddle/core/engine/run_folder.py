@@ -23,8 +23,8 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
-from semsegpaddle.core.engine.atomic import write_text_atomic
-from semsegpaddle.core.errors import SemsegError
+from semsegpaddle.core.common.atomic import write_text_atomic
+from semsegpaddle.core.common.errors import SemsegError
 
 LAST = "model_last.safetensors"
 BEST = "model_best.safetensors"

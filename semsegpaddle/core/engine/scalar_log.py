@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from semsegpaddle.core.errors import ConfigError
+from semsegpaddle.core.common.errors import ConfigError
 
 MISSING = ("runtime.visualdl is true but VisualDL is not installed: pip install 'semsegpaddle[visualdl]' "
            "(or set runtime.visualdl=false)")

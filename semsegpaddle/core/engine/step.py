@@ -17,7 +17,7 @@ from typing import Any, Callable
 import paddle
 
 from semsegpaddle.core.engine.amp import AmpPlan
-from semsegpaddle.core.errors import SemsegError
+from semsegpaddle.core.common.errors import SemsegError
 
 #: offset between the random seeds of a step's micro-batches (rank and step live in the low bits)
 MICRO_SEED_STRIDE = 2**40

@@ -17,10 +17,10 @@ import paddle
 
 from semsegpaddle.core.data.datasets import SkipCounter, create_dataset, train_loader
 from semsegpaddle.core.data.decoded_cache import require_cacheable
-from semsegpaddle.core.engine.mkl_path import choose_mkl_code_path
+from semsegpaddle.core.common.mkl_path import choose_mkl_code_path
 from semsegpaddle.core.engine.agreement import check_ranks_agree
 from semsegpaddle.core.engine.amp import AmpPlan, make_amp_plan
-from semsegpaddle.core.engine.atomic import write_text_atomic
+from semsegpaddle.core.common.atomic import write_text_atomic
 from semsegpaddle.core.engine.checkpoint import (label_space, newest_complete_checkpoint, publish_copy,
                                                  restore_training_state, save_checkpoint, save_weights)
 from semsegpaddle.core.engine.interrupt import TrainingStopped, stop_on_signals
@@ -28,7 +28,7 @@ from semsegpaddle.core.engine.optim import build_optimizer  # noqa: F401 - also 
 from semsegpaddle.core.engine.progress import Progress, timed
 from semsegpaddle.core.engine.run_folder import (BEST, EVAL_LOG, LAST, METRICS, TRAIN_LOG, VISUALDL, RunFolder,
                                                  step_checkpoint_name)
-from semsegpaddle.core.engine.runtime import (DistEnv, choose_device, convert_batch_norm, init_distributed,
+from semsegpaddle.core.common.runtime import (DistEnv, choose_device, convert_batch_norm, init_distributed,
                                               quiet_paddle, seed_everything, set_threads)
 from semsegpaddle.core.engine.scalar_log import NoScalarLog, ScalarLog, eval_scalars, require_visualdl
 from semsegpaddle.core.engine.step import StepRunner

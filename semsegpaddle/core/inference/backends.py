@@ -17,7 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from semsegpaddle.core.errors import SemsegError
+from semsegpaddle.core.common.errors import SemsegError
 
 BACKENDS = ("dynamic", "paddle-inference")
 #: files an export folder must hold
@@ -85,7 +85,7 @@ class PaddleInferenceBackend:
     def _create(self, threads: int, onednn: bool) -> Any:
         from paddle import inference
 
-        from semsegpaddle.core.engine.runtime import available_cores
+        from semsegpaddle.core.common.runtime import available_cores
 
         config = inference.Config(str(self.model_dir / "model.json"), str(self.model_dir / "model.pdiparams"))
         if self.device == "gpu":
@@ -124,7 +124,7 @@ class PaddleInferenceBackend:
 def check_bf16(precision: str, onednn_cpu: bool) -> None:
     """A one-line SemsegError unless ``precision`` bf16 can run: oneDNN on a CPU with AVX512_BF16
     (without it oneDNN emulates bfloat16, slower than float32)."""
-    from semsegpaddle.core.engine.mkl_path import read_cpu
+    from semsegpaddle.core.common.mkl_path import read_cpu
 
     if precision != "bf16":
         raise SemsegError(f"eval.precision: expected fp32 or bf16, got {precision!r}")
@@ -162,7 +162,7 @@ def read_export_info(model_dir: Path) -> dict[str, Any]:
 
 def _resolve_device(device: str) -> str:
     """``cpu`` or ``gpu`` for ``auto``/``cpu``/``gpu`` (the engine's rule: auto takes a GPU if present)."""
-    from semsegpaddle.core.engine.runtime import choose_device
+    from semsegpaddle.core.common.runtime import choose_device
 
     return choose_device(device)
 

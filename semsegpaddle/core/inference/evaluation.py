@@ -8,8 +8,8 @@ import paddle
 from tqdm import tqdm
 
 from semsegpaddle.core.data.datasets import checked_sample
-from semsegpaddle.core.engine.runtime import DistEnv
-from semsegpaddle.core.errors import SemsegError
+from semsegpaddle.core.common.runtime import DistEnv
+from semsegpaddle.core.common.errors import SemsegError
 from semsegpaddle.core.inference.backends import DynamicBackend
 from semsegpaddle.core.inference.metrics import ConfusionMatrix, Metrics, compute_metrics
 from semsegpaddle.core.inference.modes import InferenceMode, Segmenter

@@ -16,10 +16,10 @@ import numpy as np
 import paddle
 from paddle.static import InputSpec
 
-from semsegpaddle.core.engine.atomic import staging_dir
-from semsegpaddle.core.inference.capture import Captured, captured_output
+from semsegpaddle.core.common.atomic import staging_dir
+from semsegpaddle.core.common.capture import Captured, captured_output
 from semsegpaddle.core.inference.export_ops import inference_friendly_ops
-from semsegpaddle.core.errors import SemsegError
+from semsegpaddle.core.common.errors import SemsegError
 
 MODEL_PREFIX = "model"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -223,7 +223,7 @@ def confusion_image(matrix: np.ndarray, class_names: Sequence[str] | None = None
 
 def save_confusion_png(matrix: np.ndarray, class_names: Sequence[str] | None, path: Any) -> None:
     """Write :func:`confusion_image` as a PNG file (atomically)."""
-    from semsegpaddle.core.engine.atomic import atomic_path
+    from semsegpaddle.core.common.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         confusion_image(matrix, class_names).save(tmp, format="PNG")

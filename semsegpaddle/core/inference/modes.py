@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 import cv2
 import numpy as np
 
-from semsegpaddle.core.errors import ConfigError, SemsegError
+from semsegpaddle.core.common.errors import ConfigError, SemsegError
 
 Backend = Callable[[np.ndarray], np.ndarray]
 

@@ -34,8 +34,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from semsegpaddle.core.engine.atomic import atomic_path
-from semsegpaddle.core.errors import DataError, SemsegError
+from semsegpaddle.core.common.atomic import atomic_path
+from semsegpaddle.core.common.errors import DataError, SemsegError
 from semsegpaddle.core.inference.evaluation import as_segmenter, predict_batch
 from semsegpaddle.core.inference.modes import InferenceMode
 from semsegpaddle.core.data.image_io import read_image

@@ -20,9 +20,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from semsegpaddle.core.engine.atomic import write_text_atomic
+from semsegpaddle.core.common.atomic import write_text_atomic
 from semsegpaddle.core.engine.run_folder import BEST, EVAL_LOG, TRAIN_LOG
-from semsegpaddle.core.errors import SemsegError
+from semsegpaddle.core.common.errors import SemsegError
 from semsegpaddle.core.inference.metrics import ConfusionMatrix, Metrics, compute_metrics
 from semsegpaddle.core.inference.report_html import Curve, ReportPage, Sample, render
 

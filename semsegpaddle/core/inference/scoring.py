@@ -33,7 +33,7 @@ from tqdm import tqdm
 from semsegpaddle.core.data.base import SegDataset
 from semsegpaddle.core.data.file_dataset import FileDataset
 from semsegpaddle.core.data.image_io import read_label
-from semsegpaddle.core.errors import DataError, SemsegError
+from semsegpaddle.core.common.errors import DataError, SemsegError
 from semsegpaddle.core.inference.metrics import Metrics, compute_metrics
 
 ENCODINGS = ("auto", "index", "submission")

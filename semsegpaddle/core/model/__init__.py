@@ -3,6 +3,6 @@ auxiliary head (``assembly``), weight import (``weights``), backbone option chec
 
 ``semsegpaddle.core.model`` also offers the public names of :mod:`semsegpaddle.core.model.assembly` (loaded on first use).
 """
-from semsegpaddle.core import lazy_attributes
+from semsegpaddle.core.common.lazy import lazy_attributes
 
 __getattr__ = lazy_attributes("semsegpaddle.core.model.assembly")

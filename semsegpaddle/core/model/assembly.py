@@ -9,20 +9,20 @@ import paddle
 from paddle import nn
 
 from semsegpaddle.core.config.loader import build_component, component_options
-from semsegpaddle.core.errors import SemsegError
+from semsegpaddle.core.common.errors import SemsegError
 from semsegpaddle.core.model.interfaces import Backbone, Decoder, FeatureInfo
 from semsegpaddle.core.model.layers import ConvBNReLU, resize_to, spatial_size
 from semsegpaddle.core.plugin.manager import get_registry
 from semsegpaddle.core.config.schema import SCHEMA
-from semsegpaddle.core.engine.mkl_path import choose_mkl_code_path
+from semsegpaddle.core.common.mkl_path import choose_mkl_code_path
 
 
 class FCNAuxHead(nn.Layer):
     """The auxiliary head of PSPNet/DeepLab training: 3×3 conv-BN-ReLU, dropout, 1×1 classifier."""
 
-    def __init__(self, in_channels: int, channels: int, num_classes: int) -> None:
+    def __init__(self, in_channels: int, channels: int, num_classes: int, conv_bias: bool = False) -> None:
         super().__init__()
-        self.conv = ConvBNReLU(in_channels, channels, 3)
+        self.conv = ConvBNReLU(in_channels, channels, 3, bias=conv_bias)
         self.dropout = nn.Dropout2D(0.1)
         self.classifier = nn.Conv2D(channels, num_classes, 1)
 
@@ -40,11 +40,13 @@ class SegmentationModel(nn.Layer):
 
     def __init__(self, backbone: Backbone, decoder: Decoder, num_classes: int,
                  mean: list[float], std: list[float], aux_level: int | None = None,
-                 aux_weight: float = 0.4, aux_channels: int = 256) -> None:
+                 aux_weight: float = 0.4, aux_channels: int = 256, aux_conv_bias: bool = False,
+                 align_corners: bool = False) -> None:
         super().__init__()
         self.backbone = backbone
         self.decoder = decoder
         self.num_classes = num_classes
+        self.align_corners = align_corners
         self.register_buffer("mean", paddle.to_tensor(mean, dtype="float32").reshape([1, 3, 1, 1]))
         self.register_buffer("std", paddle.to_tensor(std, dtype="float32").reshape([1, 3, 1, 1]))
         info: FeatureInfo = backbone.feature_info
@@ -53,7 +55,7 @@ class SegmentationModel(nn.Layer):
         if aux_level is not None:
             if not -len(info) <= aux_level < len(info):
                 raise ValueError(f"model.aux.level {aux_level} is out of range: the backbone has {len(info)} levels")
-            self.aux_head = FCNAuxHead(info[aux_level].channels, aux_channels, num_classes)
+            self.aux_head = FCNAuxHead(info[aux_level].channels, aux_channels, num_classes, aux_conv_bias)
         self.loss_weights = (1.0, *decoder.aux_weights, *((aux_weight,) if self.aux_head is not None else ()))
         #: per training output, the registered loss that alone scores it (None: the configured pixel losses)
         self.output_losses = (None, *_padded(tuple(decoder.aux_losses), len(decoder.aux_weights)),
@@ -65,13 +67,13 @@ class SegmentationModel(nn.Layer):
         outputs = self.decoder(features)
         outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
         if not self.training:
-            return resize_to(outputs[0], size)
+            return resize_to(outputs[0], size, self.align_corners)
         # an auxiliary output scored by a named loss need not be a pixel map: leave it as it is
         pixel_maps = [True, *(loss is None for loss in _padded(self.decoder.aux_losses, len(outputs) - 1))]
         if self.aux_head is not None:
             outputs.append(self.aux_head(features[self.aux_level]))
             pixel_maps.append(True)
-        return [resize_to(o, size) if pixel else o for o, pixel in zip(outputs, pixel_maps)]
+        return [resize_to(o, size, self.align_corners) if pixel else o for o, pixel in zip(outputs, pixel_maps)]
 
 
 def _padded(values: tuple[Any, ...], length: int) -> list[Any]:
@@ -181,4 +183,5 @@ def create_model(config: dict[str, Any], num_classes: int, pretrained: bool = Tr
     decoder = build_component(config, "model.decoder", "decoder", backbone.feature_info, num_classes)
     aux = model_cfg["aux"]
     return SegmentationModel(backbone, decoder, num_classes, model_cfg["mean"], model_cfg["std"],
-                             aux_level=aux["level"], aux_weight=aux["weight"], aux_channels=aux["channels"])
+                             aux_level=aux["level"], aux_weight=aux["weight"], aux_channels=aux["channels"],
+                             aux_conv_bias=aux["conv_bias"], align_corners=model_cfg["align_corners"])

@@ -42,8 +42,8 @@ def spatial_size(x: paddle.Tensor) -> list[int] | paddle.Tensor:
     return x.shape[-2:] if paddle.in_dynamic_mode() else paddle.shape(x)[2:]
 
 
-def resize_to(x: paddle.Tensor, size: list[int] | paddle.Tensor) -> paddle.Tensor:
-    """Bilinear resize of N×C×h×w to ``size`` = (H, W), align_corners=False (no-op if equal)."""
+def resize_to(x: paddle.Tensor, size: list[int] | paddle.Tensor, align_corners: bool = False) -> paddle.Tensor:
+    """Bilinear resize of N×C×h×w to ``size`` = (H, W) (no-op if equal)."""
     if paddle.in_dynamic_mode() and list(x.shape[-2:]) == list(size):
         return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from semsegpaddle.core.errors import SemsegError, did_you_mean
+from semsegpaddle.core.common.errors import SemsegError, did_you_mean
 
 _BN_RENAMES = {"running_mean": "_mean", "running_var": "_variance"}
 
@@ -168,7 +168,7 @@ def convert_weights_file(name: str, source: str, destination: str, options: Mapp
 
     from safetensors.numpy import save_file
 
-    from semsegpaddle.core.engine.atomic import atomic_path
+    from semsegpaddle.core.common.atomic import atomic_path
     from semsegpaddle.core.model.assembly import create_backbone
     from semsegpaddle.core.plugin.manager import get_registry
 

@@ -19,7 +19,7 @@ from typing import Any
 import pluggy
 
 from semsegpaddle.core.plugin import hookspecs
-from semsegpaddle.core.errors import did_you_mean
+from semsegpaddle.core.common.errors import did_you_mean
 
 #: where a traceback frame is the framework's, not the plugin's
 _FRAMEWORK_DIRS = tuple(str(Path(m.__file__).parent) for m in (pluggy, importlib)) + (str(Path(__file__).parent.parent),)  # the whole core

@@ -28,7 +28,7 @@ import pluggy
 
 from semsegpaddle.core.plugin import hookspecs
 from semsegpaddle.core.config.loader import PACKAGED_DIR
-from semsegpaddle.core.errors import DuplicateComponentError
+from semsegpaddle.core.common.errors import DuplicateComponentError
 from semsegpaddle.core.plugin.failures import (PluginFailure, caller_location, describe, error_location,
                                                format_traceback, hook_problems, module_roots, plugin_module,
                                                plugin_roots)

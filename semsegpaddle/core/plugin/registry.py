@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from semsegpaddle.core.errors import DuplicateComponentError, UnknownComponentError, did_you_mean
+from semsegpaddle.core.common.errors import DuplicateComponentError, UnknownComponentError, did_you_mean
 from semsegpaddle.core.config.typecheck import type_name
 
 _EMPTY = inspect.Parameter.empty

@@ -3,7 +3,7 @@
 timm ``efficientnet_b*`` / ``tf_efficientnet_b*`` weights import after dropping the
 classification head (``conv_head``, top-level ``bn2``, ``classifier``).
 
-Imports no paddle: the model lives in ``efficientnet_model`` and is imported when a backbone is
+Imports no paddle: the model lives in ``efficientnet_impl`` and is imported when a backbone is
 built, so ``semseg --help``, ``list`` and ``config`` stay fast.
 """
 from __future__ import annotations
@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from semsegpaddle import hookimpl
-from semsegpaddle.core import lazy_attributes
+from semsegpaddle.core.common.lazy import lazy_attributes
 
 _HEAD_PREFIXES = ("conv_head.", "bn2.", "classifier.")
-#: names defined in efficientnet_model, served lazily by ``__getattr__``
+#: names defined in efficientnet_impl, served lazily by ``__getattr__``
 _MODEL_NAMES = ("VARIANTS", "make_divisible", "scaled_channels", "scaled_repeats", "Conv2DSame", "drop_path",
                 "SqueezeExcite", "DepthwiseSeparable", "InvertedResidual", "EfficientNet")
 
@@ -22,8 +22,8 @@ _MODEL_NAMES = ("VARIANTS", "make_divisible", "scaled_channels", "scaled_repeats
 def build_efficientnet(variant: str = "b0", drop_connect_rate: float = 0.2, output_stride: int = 32,
                        norm_momentum: float = 0.9, norm_eps: float = 1e-5, frozen_stages: int = -1,
                        freeze_bn_stats: bool = False, padding: str = "symmetric"):
-    """Build an EfficientNet B0–B7 backbone (see ``efficientnet_model.EfficientNet``)."""
-    from semsegpaddle.plugins.backbones.efficientnet_model import EfficientNet
+    """Build an EfficientNet B0–B7 backbone (see ``efficientnet_impl.EfficientNet``)."""
+    from semsegpaddle.plugins.backbones.efficientnet_impl import EfficientNet
 
     return EfficientNet(variant=variant, drop_connect_rate=drop_connect_rate,
                         output_stride=output_stride, norm_momentum=norm_momentum, norm_eps=norm_eps,
@@ -41,7 +41,7 @@ def convert_efficientnet(state: dict[str, Any], options: dict[str, Any]) -> dict
     return torch_to_paddle_names(drop_prefixes(state, _HEAD_PREFIXES))
 
 
-__getattr__ = lazy_attributes("semsegpaddle.plugins.backbones.efficientnet_model", _MODEL_NAMES)
+__getattr__ = lazy_attributes("semsegpaddle.plugins.backbones.efficientnet_impl", _MODEL_NAMES)
 
 
 OPTIONS = {

@@ -5,7 +5,7 @@ timm / HRNet-Image-Classification checkpoints convert by dropping the classifica
 (``incre_modules``, ``downsamp_modules``, ``final_layer``, ``classifier``) and renaming BatchNorm
 buffers.
 
-Imports no paddle: the model lives in ``hrnet_model`` and is imported when a backbone is built,
+Imports no paddle: the model lives in ``hrnet_impl`` and is imported when a backbone is built,
 so ``semseg --help``, ``list`` and ``config`` stay fast.
 """
 from __future__ import annotations
@@ -13,11 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 from semsegpaddle import hookimpl
-from semsegpaddle.core import lazy_attributes
+from semsegpaddle.core.common.lazy import lazy_attributes
 
 # timm's ImageNet classification head, which segmentation does not use
 CLASSIFIER_PREFIXES = ("incre_modules.", "downsamp_modules.", "final_layer.", "classifier.")
-#: names defined in hrnet_model, served lazily by ``__getattr__``
+#: names defined in hrnet_impl, served lazily by ``__getattr__``
 _MODEL_NAMES = ("ARCHS", "NUM_STAGES", "BasicBlock", "Bottleneck", "HighResolutionModule", "HRNet")
 
 
@@ -30,7 +30,7 @@ def build_hrnet(
     freeze_bn_stats: bool = False,
 ):
     """HRNetV2 backbone (W18-Small-v1/v2, W18, W32, W48): four branches at strides 4, 8, 16, 32."""
-    from semsegpaddle.plugins.backbones.hrnet_model import HRNet
+    from semsegpaddle.plugins.backbones.hrnet_impl import HRNet
 
     return HRNet(width, output_stride, norm_momentum, norm_eps, frozen_stages, freeze_bn_stats)
 
@@ -46,7 +46,7 @@ def convert_hrnet(state: dict[str, Any], options: dict) -> dict[str, Any]:
     return torch_to_paddle_names(drop_prefixes(state, CLASSIFIER_PREFIXES))
 
 
-__getattr__ = lazy_attributes("semsegpaddle.plugins.backbones.hrnet_model", _MODEL_NAMES)
+__getattr__ = lazy_attributes("semsegpaddle.plugins.backbones.hrnet_impl", _MODEL_NAMES)
 
 
 @hookimpl

@@ -3,7 +3,7 @@
 Sublayer names follow timm's ``ResNet`` (and so torchvision's), so an ImageNet checkpoint from
 either converts by renaming BatchNorm buffers and dropping the classifier ``fc``.
 
-Imports no paddle: the model lives in ``resnet_model`` and is imported when a backbone is built,
+Imports no paddle: the model lives in ``resnet_impl`` and is imported when a backbone is built,
 so ``semseg --help``, ``list`` and ``config`` stay fast.
 """
 from __future__ import annotations
@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from semsegpaddle import hookimpl
-from semsegpaddle.core import lazy_attributes
+from semsegpaddle.core.common.lazy import lazy_attributes
 
-#: names defined in resnet_model, served lazily by ``__getattr__``
+#: names defined in resnet_impl, served lazily by ``__getattr__``
 _MODEL_NAMES = ("RESNET_DEPTHS", "RESNEXT_VARIANTS", "STEMS", "STAGE_PLANES", "BasicBlock", "Bottleneck", "ResNet")
 
 
@@ -29,7 +29,7 @@ def build_resnet(
 ):
     """ResNet-18/34/50/101/152 (v1.5 strided 3×3), with the standard, v1c or v1d stem."""
     from semsegpaddle.core.model.backbone_options import invalid_option
-    from semsegpaddle.plugins.backbones.resnet_model import RESNET_DEPTHS, ResNet
+    from semsegpaddle.plugins.backbones.resnet_impl import RESNET_DEPTHS, ResNet
 
     if depth not in RESNET_DEPTHS or isinstance(depth, bool):
         raise invalid_option("resnet", "depth", depth, f"one of {', '.join(map(str, RESNET_DEPTHS))}")
@@ -51,7 +51,7 @@ def build_resnext(
 ):
     """ResNeXt-50 32×4d, -101 32×8d or -101 64×4d, with the standard, v1c or v1d stem."""
     from semsegpaddle.core.model.backbone_options import invalid_option
-    from semsegpaddle.plugins.backbones.resnet_model import RESNEXT_VARIANTS, ResNet
+    from semsegpaddle.plugins.backbones.resnet_impl import RESNEXT_VARIANTS, ResNet
 
     if variant not in RESNEXT_VARIANTS:
         raise invalid_option("resnet", "variant", variant, f"one of {', '.join(RESNEXT_VARIANTS)}")
@@ -68,7 +68,7 @@ def convert_resnet(state: dict[str, Any], options: dict) -> dict[str, Any]:
     return torch_to_paddle_names(drop_prefixes(state, ("fc.",)))
 
 
-__getattr__ = lazy_attributes("semsegpaddle.plugins.backbones.resnet_model", _MODEL_NAMES)
+__getattr__ = lazy_attributes("semsegpaddle.plugins.backbones.resnet_impl", _MODEL_NAMES)
 
 
 _COMMON_OPTIONS = {

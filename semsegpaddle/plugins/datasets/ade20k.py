@@ -1,6 +1,6 @@
 """ADE20K, the SceneParsing benchmark's 150 classes (ADEChallengeData2016 on disk): registration.
 
-Imports neither numpy nor paddle: the dataset lives in ``ade20k_dataset`` (layout, class names
+Imports neither numpy nor paddle: the dataset lives in ``ade20k_impl`` (layout, class names
 and palette documented there) and is imported when a dataset is built.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ def ade20k(split: str, *, root: Path, reduce_zero_label: bool = True, label_map:
     """ADE20K scene parsing (ADEChallengeData2016): 150 classes, annotation value 0 ignored."""
     check_split("ade20k", split, SPLITS)
     mapping = label_mapping(ignore_index=255, label_map=label_map, reduce_zero_label=reduce_zero_label)
-    from semsegpaddle.plugins.datasets.ade20k_dataset import ADE20KDataset
+    from semsegpaddle.plugins.datasets.ade20k_impl import ADE20KDataset
 
     return ADE20KDataset(root, split, mapping)
 

@@ -1,6 +1,6 @@
 """Cityscapes (19 train classes, read in the official layout or from SemSegPaddle list files): registration.
 
-Imports neither numpy nor paddle: the dataset lives in ``cityscapes_dataset`` (layouts and list
+Imports neither numpy nor paddle: the dataset lives in ``cityscapes_impl`` (layouts and list
 files documented there), the label table in ``cityscapes_labels``; both are imported when a
 dataset is built.
 """
@@ -26,7 +26,7 @@ def cityscapes(split: str, *, root: Path, use_train_ids: bool = True, coarse: bo
         raise ValueError(f"cityscapes dataset has no split {split!r}; expected a leftImg8bit folder "
                          f"(train, val, test, train_extra) or a list name")
     mapping = label_mapping(ignore_index=255, label_map=label_map, reduce_zero_label=reduce_zero_label)
-    from semsegpaddle.plugins.datasets.cityscapes_dataset import CityscapesDataset
+    from semsegpaddle.plugins.datasets.cityscapes_impl import CityscapesDataset
 
     return CityscapesDataset(root, split, mapping, use_train_ids=use_train_ids, coarse=coarse, list_file=list_file)
 

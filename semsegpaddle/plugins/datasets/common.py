@@ -8,7 +8,7 @@ label files and the model's classes is fixed in the config instead of by rewriti
     def cityscapes(split: str, *, root: Path, ..., label_map: dict[int, int] | None = None,
                    reduce_zero_label: bool = False):
         \"\"\"...\"\"\"
-        from semsegpaddle.plugins.datasets.cityscapes_dataset import CityscapesDataset
+        from semsegpaddle.plugins.datasets.cityscapes_impl import CityscapesDataset
         mapping = label_mapping(ignore_index=255, label_map=label_map, reduce_zero_label=reduce_zero_label)
         return CityscapesDataset(split, root, mapping=mapping)   # FileDataset(..., mapping=mapping)
 

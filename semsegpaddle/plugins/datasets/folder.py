@@ -15,7 +15,7 @@ Two layouts, chosen per split (``dataset.train_split``, ``dataset.val_split``):
 Masks hold class ids (0..num_classes-1, ``ignore_index`` for unlabelled pixels), or palette colours
 with ``color_masks: true``. ``label_map`` and ``reduce_zero_label`` fix other conventions.
 
-The dataset lives in ``folder_dataset``, imported when a dataset is built (this module imports
+The dataset lives in ``folder_impl``, imported when a dataset is built (this module imports
 neither numpy, paddle nor cv2).
 """
 from __future__ import annotations
@@ -46,7 +46,7 @@ def build_folder(
     reduce_zero_label: bool = False,
 ):
     """Your own dataset: images and masks paired by file name in split folders, or listed in a file."""
-    from semsegpaddle.plugins.datasets.folder_dataset import FolderDataset
+    from semsegpaddle.plugins.datasets.folder_impl import FolderDataset
 
     return FolderDataset(
         split, root=root, num_classes=num_classes, images=images, masks=masks, mask_suffix=mask_suffix,

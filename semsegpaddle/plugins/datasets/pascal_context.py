@@ -1,6 +1,6 @@
 """PASCAL-Context (59 classes with background ignored, or 60), SemSegPaddle's layout: registration.
 
-Imports neither numpy nor paddle: the dataset lives in ``pascal_context_dataset`` (layout, list
+Imports neither numpy nor paddle: the dataset lives in ``pascal_context_impl`` (layout, list
 files, label values, names and palette documented there) and is imported when a dataset is built.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ def pascal_context(split: str, *, root: Path, num_classes: Literal[59, 60] = 59,
     if not split or "/" in split or "\\" in split or split in (".", ".."):
         raise ValueError(f"pascal_context dataset has no split {split!r}; expected a list name such as train or val")
     mapping = label_mapping(ignore_index=255, label_map=label_map, reduce_zero_label=ignores_background)
-    from semsegpaddle.plugins.datasets.pascal_context_dataset import (
+    from semsegpaddle.plugins.datasets.pascal_context_impl import (
         PascalContextDataset,
     )
 

@@ -2,9 +2,9 @@
 
 On a cluttered background, segment a few overlapping, textured objects of five classes (disc,
 square, triangle, ring, striped bar); every sample is a pure function of ``(seed, split, index)``.
-See ``synthetic_scenes`` for the full description.
+See ``synthetic_impl`` for the full description.
 
-Imports neither cv2 nor paddle: the dataset lives in ``synthetic_scenes`` and is imported when a
+Imports neither cv2 nor paddle: the dataset lives in ``synthetic_impl`` and is imported when a
 dataset is built, so ``semseg --help``, ``list`` and ``config`` stay fast.
 """
 from __future__ import annotations
@@ -12,13 +12,13 @@ from __future__ import annotations
 import numbers
 
 from semsegpaddle import hookimpl
-from semsegpaddle.core import lazy_attributes
+from semsegpaddle.core.common.lazy import lazy_attributes
 
-#: names defined in synthetic_scenes, served lazily by ``__getattr__``
+#: names defined in synthetic_impl, served lazily by ``__getattr__``
 _SCENE_NAMES = ("CLASS_NAMES", "SPLITS", "IGNORE_INDEX", "SyntheticObject", "SyntheticDataset")
 
 
-__getattr__ = lazy_attributes("semsegpaddle.plugins.datasets.synthetic_scenes", _SCENE_NAMES)
+__getattr__ = lazy_attributes("semsegpaddle.plugins.datasets.synthetic_impl", _SCENE_NAMES)
 
 
 def build_synthetic(
@@ -36,7 +36,7 @@ def build_synthetic(
     hue_jitter: float = 30.0,
 ):
     """Procedural scenes of textured, overlapping shapes on clutter; nothing to download."""
-    from semsegpaddle.plugins.datasets.synthetic_scenes import SPLITS, SyntheticDataset
+    from semsegpaddle.plugins.datasets.synthetic_impl import SPLITS, SyntheticDataset
 
     if split not in SPLITS:
         raise ValueError(f"synthetic dataset has no split {split!r}; expected one of: {', '.join(SPLITS)}")

@@ -1,6 +1,6 @@
 """PASCAL VOC 2012 segmentation (21 classes), with the SBD-augmented training set on request: registration.
 
-Imports neither numpy nor paddle: the dataset lives in ``voc_dataset`` (layouts and list files
+Imports neither numpy nor paddle: the dataset lives in ``voc_impl`` (layouts and list files
 documented there) and is imported when a dataset is built.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ def voc(split: str, *, root: Path, aug: bool = False, label_map: dict[int, int] 
         raise ValueError(f"aug=True augments the train split only; split {split!r} would mix SBD and VOC lists "
                          f"(use train and val)")
     mapping = label_mapping(ignore_index=255, label_map=label_map, reduce_zero_label=reduce_zero_label)
-    from semsegpaddle.plugins.datasets.voc_dataset import VOCDataset
+    from semsegpaddle.plugins.datasets.voc_impl import VOCDataset
 
     return VOCDataset(root, split, mapping, aug=aug)
 

@@ -1,6 +1,6 @@
 """DeepLabv3+ (Chen et al., ECCV 2018, "Encoder-Decoder with Atrous Separable Convolution"): registration.
 
-Imports no paddle: the model lives in ``deeplabv3p_head`` and is imported when a model is built.
+Imports no paddle: the model lives in ``deeplabv3p_impl`` and is imported when a model is built.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ def deeplabv3p(feature_info, num_classes: int, *, channels: int = 256, atrous_ra
                low_level_channels: int = 48, decoder_channels: int = 256, separable: bool = True,
                conv_bias: bool = False):
     """DeepLabv3+ head on the backbone's ``feature_info``: ASPP, low-level decoder, classifier."""
-    from semsegpaddle.plugins.decoders.deeplabv3p_head import DeepLabV3PlusHead
+    from semsegpaddle.plugins.decoders.deeplabv3p_impl import DeepLabV3PlusHead
 
     return DeepLabV3PlusHead(feature_info, num_classes, channels=channels, atrous_rates=atrous_rates,
                              dropout=dropout, in_level=in_level, low_level=low_level,

@@ -1,4 +1,4 @@
-"""Registers the GINet decoder (the model lives in ``ginet_head``; paddle is imported on build only)."""
+"""Registers the GINet decoder (the model lives in ``ginet_impl``; paddle is imported on build only)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +10,7 @@ def ginet(feature_info, num_classes, *, channels: int = 512, num_state: int = 25
           class_embeddings: Path | None = None, embedding_dim: int = 300, jpu: bool = True, jpu_width: int = 512,
           dropout: float = 0.1, context_weight: float = 0.2, conv_bias: bool = False):
     """GINet head (Wu et al. 2020): graph interaction between a visual and a semantic graph."""
-    from semsegpaddle.plugins.decoders.ginet_head import GINetHead
+    from semsegpaddle.plugins.decoders.ginet_impl import GINetHead
 
     return GINetHead(feature_info, num_classes, channels=channels, num_state=num_state, num_node=num_node,
                      class_embeddings=class_embeddings, embedding_dim=embedding_dim, jpu=jpu, jpu_width=jpu_width,

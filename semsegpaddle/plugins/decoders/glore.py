@@ -1,4 +1,4 @@
-"""Registers the GloRe decoder (the model lives in ``glore_head``; paddle is imported on build only)."""
+"""Registers the GloRe decoder (the model lives in ``glore_impl``; paddle is imported on build only)."""
 from __future__ import annotations
 
 from semsegpaddle import hookimpl
@@ -7,7 +7,7 @@ from semsegpaddle import hookimpl
 def glore(feature_info, num_classes, *, channels: int = 512, num_state: int = 128, num_node: int = 64,
           normalize: bool = False, dropout: float = 0.1, in_level: int = -1, conv_bias: bool = False):
     """GloRe head (Chen et al. 2019): conv-BN-ReLU, Global Reasoning unit, classifier."""
-    from semsegpaddle.plugins.decoders.glore_head import GloReHead
+    from semsegpaddle.plugins.decoders.glore_impl import GloReHead
 
     return GloReHead(feature_info, num_classes, channels=channels, num_state=num_state, num_node=num_node,
                      normalize=normalize, dropout=dropout, in_level=in_level, conv_bias=conv_bias)

@@ -1,6 +1,6 @@
 """PSPNet (Zhao et al., CVPR 2017, "Pyramid Scene Parsing Network"): registration.
 
-Imports no paddle: the model lives in ``pspnet_head`` and is imported when a model is built.
+Imports no paddle: the model lives in ``pspnet_impl`` and is imported when a model is built.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ def pspnet(feature_info, num_classes: int, *, bins: list[int] = (1, 2, 3, 6), ch
            branch_channels: int | None = None, dropout: float = 0.1, in_level: int = -1,
            conv_bias: bool = False):
     """PSPNet head on the backbone's ``feature_info``: pyramid pooling, 3×3 bottleneck, classifier."""
-    from semsegpaddle.plugins.decoders.pspnet_head import PSPNetHead
+    from semsegpaddle.plugins.decoders.pspnet_impl import PSPNetHead
 
     return PSPNetHead(feature_info, num_classes, bins=bins, channels=channels, branch_channels=branch_channels,
                       dropout=dropout, in_level=in_level, conv_bias=conv_bias)

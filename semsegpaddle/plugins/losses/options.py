@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from semsegpaddle.core.errors import ConfigError
+from semsegpaddle.core.common.errors import ConfigError
 
 
 class LossOptionError(ConfigError, ValueError):

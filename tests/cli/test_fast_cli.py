@@ -1,0 +1,261 @@
+"""The commands that need no model never import paddle or cv2 (and so answer at once).
+
+Each command runs in a fresh interpreter as ``python -m semsegpaddle.cli`` would, under a probe: an
+import hook that notes the stack of the first import of paddle or cv2 (it blocks nothing), and an
+exit handler that writes ``sys.modules``. The tests assert on those facts, not on a timing. Only
+the built-in plugins are loaded (``SEMSEG_LOAD_PLUGINS``), so a third-party plugin that happens to
+be installed cannot change the outcome.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from semsegpaddle.cli import cli as built_in_cli
+import yaml
+
+from semsegpaddle import __version__
+from semsegpaddle.core.plugin.manager import BUILTIN_DISTRIBUTION, ENTRY_POINT_GROUP, new_state
+
+HEAVY = ("paddle", "cv2")
+
+#: run as ``python -c PROBE REPORT.json CODE ARGS...``: CODE runs with sys.argv = ["semseg", *ARGS]
+PROBE = r"""
+import atexit, json, sys, traceback
+report, code, sys.argv = sys.argv[1], sys.argv[2], ["semseg", *sys.argv[3:]]
+stacks = {}
+
+class Watch:
+    def find_spec(self, name, path=None, target=None):
+        top = name.partition(".")[0]
+        if top in %r and top not in stacks:
+            stack = traceback.extract_stack()[:-1]
+            if any(frame.name == "_find_and_load" for frame in stack):  # an import, not importlib.util.find_spec
+                stacks[top] = traceback.format_list(stack)
+        return None
+
+sys.meta_path.insert(0, Watch())
+
+@atexit.register
+def write():
+    with open(report, "w") as f:
+        json.dump({"modules": sorted(sys.modules), "stacks": stacks}, f)
+
+exec(code)
+""" % (HEAVY,)
+CLI = "import runpy; runpy.run_module('semsegpaddle.cli', run_name='__main__')"
+
+
+def _builtin_entry_points() -> dict[str, str]:
+    """Entry-point name -> module of semsegpaddle's own plugins."""
+    return {ep.name: ep.value for dist in importlib.metadata.distributions()
+            if (dist.metadata["name"] or "").lower() == BUILTIN_DISTRIBUTION
+            for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP}
+
+
+BUILTIN = _builtin_entry_points()
+
+
+@dataclass
+class Run:
+    """One finished process: exit code, output, the modules loaded at exit, and who imported what."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    modules: set[str]
+    stacks: dict[str, list[str]]  # heavy package -> stack of its first import
+
+    def heavy(self) -> list[str]:
+        """The heavy packages the process imported, in the order of HEAVY."""
+        tops = {m.partition(".")[0] for m in self.modules}
+        return [package for package in HEAVY if package in tops]
+
+    def importer(self, package: str) -> str:
+        """The frames of semsegpaddle's code in the stack that first imported ``package``."""
+        frames = self.stacks.get(package, [])
+        ours = [f.strip() for f in frames if "semsegpaddle" in f.split("\n")[0]]
+        return "\n".join(ours or [f.strip() for f in frames[-6:]])
+
+
+def _run(code: str, *args: str, tmp: Path) -> Run:
+    report = tmp / "modules.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEMSEG_")}
+    env["SEMSEG_LOAD_PLUGINS"] = ",".join(BUILTIN)
+    result = subprocess.run([sys.executable, "-c", PROBE, str(report), code, *args], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert report.is_file(), f"the probe wrote no report; stderr: {result.stderr[-2000:]}"
+    data = json.loads(report.read_text())
+    report.unlink()
+    return Run(result.returncode, result.stdout, result.stderr, set(data["modules"]), data["stacks"])
+
+
+@pytest.fixture
+def semseg(tmp_path):
+    """``semseg ARGS`` in a fresh interpreter under the probe."""
+    return lambda *args: _run(CLI, *args, tmp=tmp_path)
+
+
+def assert_light(run: Run, packages: tuple[str, ...] = HEAVY) -> None:
+    """None of ``packages`` (default: neither paddle nor cv2) was imported; the message shows
+    where the first one was."""
+    heavy = [package for package in run.heavy() if package in packages]
+    assert not heavy, f"{heavy[0]} was imported, at:\n{run.importer(heavy[0])}"
+
+
+def assert_plugins_loaded(run: Run) -> None:
+    """Every built-in plugin module was imported (so the check above is not vacuous)."""
+    missing = sorted(set(BUILTIN.values()) - run.modules)
+    assert not missing, f"plugin modules not loaded: {missing}"
+
+
+# -------------------------------------------------------------------------------------------------
+# the detector itself
+# -------------------------------------------------------------------------------------------------
+
+
+def test_the_probe_sees_paddle_and_where_it_was_imported(tmp_path):
+    run = _run("import semsegpaddle.plugins.backbones.resnet_impl", tmp=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "paddle" in run.heavy()  # (paddle itself imports cv2)
+    assert "resnet_impl.py" in run.importer("paddle")
+    with pytest.raises(AssertionError, match=r"(?s)paddle was imported, at:.*resnet_impl\.py"):
+        assert_light(run)
+
+
+def test_builtin_plugins_are_known():
+    assert {"resnet", "hrnet", "efficientnet", "synthetic", "deeplabv3", "pspnet"} <= set(BUILTIN)
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN))
+def test_each_builtin_plugin_module_is_light(name, tmp_path):
+    run = _run(f"import {BUILTIN[name]}", tmp=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert BUILTIN[name] in run.modules
+    assert_light(run)
+
+
+# -------------------------------------------------------------------------------------------------
+# the commands
+# -------------------------------------------------------------------------------------------------
+
+
+def test_version(semseg):
+    run = semseg("--version")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == f"semseg, version {__version__}"
+    assert_light(run)
+
+
+BUILT_IN_COMMANDS = sorted(built_in_cli.commands)
+
+
+@pytest.mark.parametrize("command", [[], *([name] for name in BUILT_IN_COMMANDS)])
+def test_help_at_every_level(command, semseg):
+    run = semseg(*command, "--help")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith(f"Usage: semseg {' '.join(command)}".rstrip())
+    assert "--help" in run.stdout
+    if not command:
+        assert {"train", "eval", "predict", "export", "list", "config", "check-data"} <= set(BUILT_IN_COMMANDS)
+        for sub in BUILT_IN_COMMANDS:
+            assert re.search(rf"^  {sub}\b", run.stdout, re.M), sub
+    assert_light(run)
+
+
+def _expected_components() -> dict[tuple[str, str], list[dict]]:
+    """(kind, name) -> options, from the registries filled in this (paddle-importing) process."""
+    state = new_state()
+    return {(c.kind, c.name): [{"name": o.name, "type": o.type_name, "required": o.required,
+                                "default": None if o.required else o.default, "description": o.description}
+                               for o in c.options]
+            for registry in state.registries.values() for c in registry}
+
+
+def test_list_json_shows_every_component_with_its_options(semseg):
+    run = semseg("list", "--json")
+    assert run.returncode == 0, run.stderr
+    assert_light(run)
+    assert_plugins_loaded(run)
+    rows = {(r["kind"], r["name"]): r for r in json.loads(run.stdout)}
+    for key in [("backbone", "resnet"), ("backbone", "resnext"), ("backbone", "hrnet"), ("backbone", "efficientnet"),
+                ("decoder", "deeplabv3"), ("decoder", "deeplabv3p"), ("decoder", "pspnet"), ("decoder", "glore"),
+                ("decoder", "ginet"), ("dataset", "synthetic")]:
+        assert key in rows, key
+    expected = _expected_components()
+    assert set(rows) == set(expected)
+    for key, options in expected.items():
+        got = [{k: o[k] for k in ("name", "type", "required", "default", "description")} for o in rows[key]["options"]]
+        assert got == json.loads(json.dumps(options, default=str)), key
+        assert rows[key]["description"] and rows[key]["distribution"] == BUILTIN_DISTRIBUTION
+    resnet = {o["name"]: o for o in rows[("backbone", "resnet")]["options"]}
+    assert resnet["depth"]["default"] == 50 and resnet["depth"]["type"] == "int"
+    synthetic = {o["name"]: o for o in rows[("dataset", "synthetic")]["options"]}
+    assert synthetic["image_size"]["default"] == 96 and "split" not in synthetic
+
+
+def test_list_table_and_filters(semseg):
+    run = semseg("list")
+    assert run.returncode == 0, run.stderr
+    assert_light(run)
+    for header in ("backbones", "decoders", "datasets"):
+        assert re.search(rf"^{header}$", run.stdout, re.M), header
+    assert re.search(r"^  hrnet  \[plugin hrnet, semsegpaddle ", run.stdout, re.M)
+    assert re.search(r"^      image_size: int = 96  — ", run.stdout, re.M)
+    backbones = semseg("list", "backbone", "--pattern", "res*", "--json")
+    assert backbones.returncode == 0, backbones.stderr
+    assert_light(backbones)
+    assert [r["name"] for r in json.loads(backbones.stdout)] == ["resnet", "resnext"]
+
+
+def test_plugins(semseg):
+    run = semseg("plugins", "--json")
+    assert run.returncode == 0, run.stderr
+    assert_light(run)
+    report = json.loads(run.stdout)
+    assert report["failed"] == []
+    rows = {r["name"]: r for r in report["plugins"]}
+    assert set(BUILTIN) <= set(rows)
+    assert "semseg_register_backbones" in rows["resnet"]["hooks"]
+    assert "semseg_register_datasets" in rows["synthetic"]["hooks"]
+    text = semseg("plugins")
+    assert text.returncode == 0 and "FAILED" not in text.stdout
+    assert_light(text)
+
+
+def test_config_with_overrides(semseg):
+    run = semseg("config", "synthetic_deeplabv3", "train.iters=10", "model.backbone.name=resnet")
+    assert run.returncode == 0, run.stderr
+    assert_light(run)
+    assert_plugins_loaded(run)
+    config = yaml.safe_load(run.stdout)
+    assert config["train"]["iters"] == 10
+    assert config["model"]["backbone"]["name"] == "resnet"
+    assert config["model"]["backbone"]["depth"] == 50  # resnet's defaults, read from its light factory
+    assert config["dataset"]["name"] == "synthetic"
+
+
+def test_config_list(semseg):
+    run = semseg("config", "--list")
+    assert run.returncode == 0, run.stderr
+    assert_light(run)
+    assert re.search(r"^synthetic_deeplabv3  \[.*\]  \S+synthetic_deeplabv3\.yaml$", run.stdout, re.M)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.backbone.widht=18", "widht"),
+    ("model.backbone.name=resnt", "resnt"),
+])
+def test_config_errors_are_light_too(override, message, semseg):
+    run = semseg("config", "synthetic_deeplabv3", override)
+    assert run.returncode == 1
+    assert message in run.stderr and "Traceback" not in run.stderr
+    assert_light(run)
