@@ -5,7 +5,7 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
-VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "semsegpaddle" / "__init__.py").read_text()).group(1)
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "semsegpaddle" / "core" / "common" / "version.py").read_text()).group(1)
 
 # paddle is not in install_requires: paddlepaddle (CPU) and paddlepaddle-gpu both provide the module
 # `paddle`, and a hard requirement would pull the CPU build over a user's GPU build. Pick an extra.
@@ -17,7 +17,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["semsegpaddle", "semsegpaddle.*"]),
-    package_data={"semsegpaddle": ["core/config/configs/*.yaml"]},
+    package_data={"semsegpaddle": ["plugins/configs/*.yaml"]},
     install_requires=[
         "pluggy>=1.3",
         "click>=8.1",
@@ -46,6 +46,7 @@ setup(
             "deeplabv3 = semsegpaddle.plugins.decoders.deeplab",
             "deeplabv3p = semsegpaddle.plugins.decoders.deeplabv3p",
             "pspnet = semsegpaddle.plugins.decoders.pspnet",
+            "fcn = semsegpaddle.plugins.decoders.fcn",
             "glore = semsegpaddle.plugins.decoders.glore",
             "ginet = semsegpaddle.plugins.decoders.ginet",
             "synthetic = semsegpaddle.plugins.datasets.synthetic",
@@ -55,6 +56,7 @@ setup(
             "cityscapes = semsegpaddle.plugins.datasets.cityscapes",
             "pascal_context = semsegpaddle.plugins.datasets.pascal_context",
             "losses = semsegpaddle.plugins.losses.standard",
+            "configs = semsegpaddle.plugins.configs",
         ],
     },
 )

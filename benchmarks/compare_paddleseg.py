@@ -60,7 +60,7 @@ INSTALL = ("pip install --target /tmp/pseg28 --no-deps paddleseg==2.8.0 six scip
 MODELS = ("pspnet", "deeplabv3")
 #: our backbone: ResNet-50-v1d (deep stem, average-pool shortcut) at output stride 8 = PaddleSeg's ResNet50_vd
 OUR_BACKBONE = {"name": "resnet", "depth": 50, "stem": "deep_avgdown", "output_stride": 8}
-#: our heads configured as PaddleSeg's (tests/test_decoder_pspnet.py, tests/test_decoder_deeplab.py);
+#: our heads configured as PaddleSeg's (tests/plugins/test_decoder_pspnet.py, tests/plugins/test_decoder_deeplab.py);
 #: DeepLabv3's rates are those of PaddleSeg's Cityscapes OS8 config (its rate 1 is our 1×1 branch)
 OUR_DECODERS = {
     "pspnet": {"name": "pspnet", "bins": [1, 2, 3, 6], "channels": 1024, "conv_bias": True},

@@ -58,7 +58,7 @@ def export(args: argparse.Namespace, folder: Path) -> None:
     """Export the model for the paddle-inference cases (checked at one small size)."""
     import numpy as np
 
-    from semsegpaddle.core.model.interfaces import default_palette
+    from semsegpaddle.core.data.base import default_palette
     from semsegpaddle.core.inference.export import export_model
 
     export_model(build_model(args), folder, [f"c{i}" for i in range(NUM_CLASSES)], np.asarray(default_palette(NUM_CLASSES)),
@@ -71,7 +71,7 @@ def run_case(args: argparse.Namespace) -> dict:
     import paddle
 
     from semsegpaddle.core.inference.backends import DynamicBackend, PaddleInferenceBackend
-    from semsegpaddle.core.inference.modes import InferenceMode, Segmenter, scaled_size, window_boxes
+    from semsegpaddle.core.inference.segmenter import InferenceMode, Segmenter, scaled_size, window_boxes
 
     backend_name, mode_name = args.case.split(":")
     paddle.base.core.set_num_threads(args.threads)

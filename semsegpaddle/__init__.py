@@ -5,7 +5,7 @@ API (``load_config``, ``train``, ``evaluate``, ...) is loaded on first use.
 """
 from semsegpaddle.core.plugin.hookspecs import hookimpl
 
-__version__ = "0.1.0"
+from semsegpaddle.core.common.version import __version__
 
 _API = {"load_config", "config_from_dict", "list_components", "create_backbone", "create_model",
         "create_dataset", "train", "evaluate", "predict", "load_model", "export", "score_predictions"}

@@ -1,37 +1,74 @@
-"""The public Python API; the ``semseg`` command line is built on these functions.
+"""The public Python API, and the one door the ``semseg`` command line goes through.
 
     import semsegpaddle as ss
     config = ss.load_config("synthetic_deeplabv3", ["train.iters=200"])
     result = ss.train(config)
     metrics = ss.evaluate(config, weights=result.output_dir / "model_best.safetensors")
+
+Importing this module is light (no paddle, no OpenCV): every function imports what it needs when
+called, so commands such as ``semseg list`` and ``semseg config`` stay fast.
 """
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
-import numpy as np
+from semsegpaddle.core.common.errors import SemsegError
 
-from semsegpaddle.core.config.loader import Config, config_from_dict, load_config
-from semsegpaddle.core.data.datasets import create_dataset
-from semsegpaddle.core.engine.trainer import BEST, TrainResult, setup_runtime
-from semsegpaddle.core.engine.trainer import train as _train
-from semsegpaddle.core.model.interfaces import SegDataset
-from semsegpaddle.core.inference.metrics import Metrics
-from semsegpaddle.core.model.assembly import SegmentationModel, create_backbone
-from semsegpaddle.core.model.assembly import create_model as _create_model
-from semsegpaddle.core.plugin.manager import list_components
+if TYPE_CHECKING:  # pragma: no cover - names for annotations only
+    from semsegpaddle.core.config.loader import Config
+    from semsegpaddle.core.engine.trainer import TrainResult
+    from semsegpaddle.core.inference.metrics import Metrics
+    from semsegpaddle.core.model.assembly import SegmentationModel
 
-__all__ = ["load_config", "config_from_dict", "list_components", "create_backbone", "create_model",
-           "create_dataset", "train", "evaluate", "predict", "load_model", "load_backend", "export",
-           "score_predictions"]
+__all__ = ["SemsegError", "BackendOptionError", "TrainingStopped", "load_config", "config_from_dict",
+           "parse_override", "list_components", "list_plugins", "plugin_failure_tracebacks", "packaged_configs",
+           "add_plugin_commands", "create_backbone", "create_model", "create_dataset", "check_data", "train",
+           "launch_training", "evaluate", "predict", "load_model", "load_backend", "check_backend_options",
+           "resolve_config", "checkpoint_labels", "default_weights", "export", "score_predictions",
+           "score_prediction_folder", "write_metrics", "write_json", "write_report", "report_run",
+           "convert_weights", "convert_model_weights", "is_backbone"]
+
+#: public names defined in the core, served on first access (each a light import or a paddle one)
+_FORWARDED = {
+    "BackendOptionError": "semsegpaddle.core.engine.restore",
+    "TrainingStopped": "semsegpaddle.core.engine.interrupt",
+    "load_config": "semsegpaddle.core.config.loader",
+    "config_from_dict": "semsegpaddle.core.config.loader",
+    "parse_override": "semsegpaddle.core.config.loader",
+    "list_components": "semsegpaddle.core.plugin.manager",
+    "create_backbone": "semsegpaddle.core.model.assembly",
+    "create_dataset": "semsegpaddle.core.data.datasets",
+    "load_model": "semsegpaddle.core.engine.restore",
+    "load_backend": "semsegpaddle.core.engine.restore",
+    "check_backend_options": "semsegpaddle.core.engine.restore",
+    "resolve_config": "semsegpaddle.core.engine.restore",
+    "checkpoint_labels": "semsegpaddle.core.engine.restore",
+    "default_weights": "semsegpaddle.core.engine.restore",
+    "write_report": "semsegpaddle.core.engine.report",
+    "report_run": "semsegpaddle.core.engine.report",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FORWARDED:
+        return getattr(importlib.import_module(_FORWARDED[name]), name)
+    raise AttributeError(f"module 'semsegpaddle.api' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_FORWARDED})
 
 
 def create_model(config: dict[str, Any], num_classes: int | None = None) -> SegmentationModel:
     """The model a config describes; ``num_classes`` defaults to the training dataset's."""
+    from semsegpaddle.core.data.datasets import create_dataset
+    from semsegpaddle.core.model.assembly import build_model
+
     if num_classes is None:
         num_classes = create_dataset(config, config["dataset"]["train_split"]).num_classes
-    return _create_model(config, num_classes)
+    return build_model(config, num_classes)
 
 
 def train(config: dict[str, Any], *, resume: bool = False, overwrite: bool = False) -> TrainResult:
@@ -39,68 +76,9 @@ def train(config: dict[str, Any], *, resume: bool = False, overwrite: bool = Fal
 
     ``resume`` continues the run found there; ``overwrite`` allows replacing it.
     """
-    return _train(config, resume=resume, overwrite=overwrite)
+    from semsegpaddle.core.engine.trainer import train as run_training
 
-
-def default_weights(config: dict[str, Any]) -> Path:
-    """The best checkpoint of the config's run folder."""
-    return Path(config["runtime"]["output_dir"]) / BEST
-
-
-def checkpoint_config(weights: str | Path, overrides: Iterable[str] = ()) -> Config:
-    """The config stored in a checkpoint's metadata, validated, with ``overrides`` on top.
-
-    Two keys describe the machine rather than the model and are reset: ``runtime.device`` to
-    ``auto`` (the checkpoint may come from a GPU machine) and ``model.backbone.pretrained`` to
-    null (the checkpoint holds every weight; the pretrained file need not exist here).
-    """
-    from semsegpaddle.core.engine.checkpoint import read_metadata
-    from semsegpaddle.core.common.errors import SemsegError
-
-    stored = read_metadata(weights).get("config")
-    if not isinstance(stored, dict):
-        raise SemsegError(f"{weights}: the checkpoint stores no config; give the config it was trained with")
-    stored = {**stored, "runtime": {**stored.get("runtime", {}), "device": "auto"}}
-    backbone = stored.get("model", {}).get("backbone")
-    if isinstance(backbone, dict) and backbone.get("pretrained"):
-        stored["model"] = {**stored["model"], "backbone": {**backbone, "pretrained": None}}
-    return config_from_dict(stored, overrides, source=f"{weights} (stored config)")
-
-
-def resolve_config(config: str | Path | None, overrides: Iterable[str] = (),
-                   weights: str | Path | None = None) -> tuple[Config, Path]:
-    """The config and checkpoint that predict and export use.
-
-    With ``config`` (a file or packaged name): that config with ``overrides``, and ``weights`` or
-    the best checkpoint of its run folder. Without: the checkpoint ``weights`` (default: the best
-    one of the default config's ``runtime.output_dir``, after ``overrides``) and the config stored
-    in it, with ``overrides`` on top; a checkpoint alone is enough.
-    """
-    if config is not None:
-        loaded = load_config(config, overrides)
-        return loaded, Path(weights) if weights else default_weights(loaded)
-    overrides = list(overrides)
-    if weights is None:
-        weights = default_weights(load_config(None, overrides))
-    return checkpoint_config(weights, overrides), Path(weights)
-
-
-def load_model(config: dict[str, Any], weights: str | Path | None = None, num_classes: int | None = None) -> SegmentationModel:
-    """Build the config's model, load ``weights`` (default: the run's best checkpoint), eval mode.
-
-    ``num_classes`` defaults to the checkpoint's recorded label space, else the dataset's.
-    ``model.backbone.pretrained`` is not loaded: every weight comes from the checkpoint, read by
-    :func:`semsegpaddle.core.engine.checkpoint.load_weights` (which refuses NaN/Inf weights).
-    """
-    from semsegpaddle.core.engine.checkpoint import load_weights
-
-    weights = weights or default_weights(config)
-    if num_classes is None:
-        num_classes = checkpoint_labels(config, weights)["num_classes"]
-    model = _create_model(config, num_classes, pretrained=False)
-    load_weights(model, weights)
-    model.eval()
-    return model
+    return run_training(config, resume=resume, overwrite=overwrite)
 
 
 def evaluate(config: dict[str, Any], weights: str | Path | None = None, split: str | None = None, *,
@@ -111,58 +89,17 @@ def evaluate(config: dict[str, Any], weights: str | Path | None = None, split: s
     ``backend`` ``dynamic`` runs the checkpoint ``weights`` (default: the run's best);
     ``paddle-inference`` runs the export folder ``model_dir`` (oneDNN on CPU).
     """
+    from semsegpaddle.core.data.datasets import create_dataset
+    from semsegpaddle.core.engine.restore import load_backend
+    from semsegpaddle.core.engine.trainer import setup_runtime
     from semsegpaddle.core.inference.evaluation import evaluate as _evaluate
-    from semsegpaddle.core.inference.modes import InferenceMode
+    from semsegpaddle.core.inference.segmenter import InferenceMode
 
     mode = InferenceMode.from_config(config)  # a bad eval section fails before any loading
     dist, _ = setup_runtime(config)
-    dataset: SegDataset = create_dataset(config, split or config["dataset"]["val_split"])
+    dataset = create_dataset(config, split or config["dataset"]["val_split"])
     runner = load_backend(config, weights, backend=backend, model_dir=model_dir, num_classes=dataset.num_classes)
     return _evaluate(runner, dataset, config["eval"]["batch_size"], config["runtime"]["progress"], dist, mode)
-
-
-def load_backend(config: dict[str, Any], weights: str | Path | None = None, *, backend: str = "dynamic",
-                 model_dir: str | Path | None = None, num_classes: int | None = None):
-    """The inference backend (:mod:`semsegpaddle.core.inference.backends`) of a config: the
-    checkpoint ``weights`` in a dynamic model, or, for ``paddle-inference``, the export folder
-    ``model_dir`` run by Paddle Inference on ``runtime.device`` with ``runtime.threads`` threads
-    (in bfloat16 with ``eval.precision: bf16``). ``num_classes``, when given, must match the export's."""
-    from semsegpaddle.core.common.errors import SemsegError
-    from semsegpaddle.core.inference.backends import BACKENDS, DynamicBackend, PaddleInferenceBackend
-
-    if backend not in BACKENDS:
-        raise SemsegError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
-    precision = config["eval"].get("precision", "fp32")
-    if backend == "dynamic":
-        if model_dir is not None:
-            raise SemsegError("model_dir is read by the paddle-inference backend only; the dynamic backend "
-                              "loads weights")
-        if precision != "fp32":
-            raise SemsegError(f"eval.precision {precision} needs the paddle-inference backend (Paddle has no CPU "
-                              f"{precision} kernels for the dynamic model); add --backend paddle-inference")
-        return DynamicBackend(load_model(config, weights, num_classes))
-    if model_dir is None:
-        raise SemsegError("the paddle-inference backend needs the export folder (--model-dir DIR, "
-                          "written by `semseg export`)")
-    if weights is not None:
-        raise SemsegError("the paddle-inference backend runs the export folder; give --model-dir, not --weights")
-    runner = PaddleInferenceBackend(model_dir, config["runtime"]["threads"], config["runtime"]["device"],
-                                    precision=precision)
-    if num_classes is not None and runner.num_classes != num_classes:
-        raise SemsegError(f"{model_dir}: the export predicts {runner.num_classes} classes "
-                          f"({', '.join(runner.class_names)}), the dataset has {num_classes}")
-    return runner
-
-
-def checkpoint_labels(config: dict[str, Any], weights: str | Path | None = None) -> dict[str, Any]:
-    """num_classes, class_names and palette: from the checkpoint's metadata when it has them (no
-    dataset needed on this machine), else from the config's dataset."""
-    from semsegpaddle.core.engine.checkpoint import label_space, read_metadata
-
-    meta = read_metadata(weights or default_weights(config))
-    if "num_classes" in meta:
-        return {key: meta[key] for key in ("num_classes", "class_names", "palette")}
-    return label_space(create_dataset(config, config["dataset"]["val_split"]))
 
 
 def predict(config: dict[str, Any], inputs: Sequence[str | Path], output_dir: str | Path,
@@ -180,8 +117,12 @@ def predict(config: dict[str, Any], inputs: Sequence[str | Path], output_dir: st
     opacity in overlays; ``format`` ``index`` writes palette masks, a dataset's name
     (``cityscapes``) the files its official evaluation reads.
     """
-    from semsegpaddle.core.inference.modes import InferenceMode
+    import numpy as np
+
+    from semsegpaddle.core.engine.restore import checkpoint_labels, load_backend
+    from semsegpaddle.core.engine.trainer import setup_runtime
     from semsegpaddle.core.inference.prediction import expand_inputs, predict_files, submission_format
+    from semsegpaddle.core.inference.segmenter import InferenceMode
 
     inputs = expand_inputs(inputs)
     if not 0.0 <= alpha <= 1.0:
@@ -218,6 +159,10 @@ def export(config: dict[str, Any], output_dir: str | Path, weights: str | Path |
 
     Paddle's and paddle2onnx's console output is dropped unless ``verbose``.
     """
+    import numpy as np
+
+    from semsegpaddle.core.engine.restore import checkpoint_labels, load_model
+    from semsegpaddle.core.engine.trainer import setup_runtime
     from semsegpaddle.core.inference.export import export_model
 
     setup_runtime(config)
@@ -225,3 +170,138 @@ def export(config: dict[str, Any], output_dir: str | Path, weights: str | Path |
     model = load_model(config, weights, labels["num_classes"])
     return export_model(model, output_dir, labels["class_names"], np.asarray(labels["palette"]), onnx=onnx,
                         verbose=verbose)
+
+
+# -------------------------------------------------------------------------------------------------
+# plugins and configs
+# -------------------------------------------------------------------------------------------------
+
+
+def list_plugins() -> dict[str, Any]:
+    """Loaded plugins (name, distribution, version, the hooks each implements) and the plugins
+    that failed (:class:`semsegpaddle.core.plugin.failures.PluginFailure` objects)."""
+    from semsegpaddle.core.plugin.manager import load_plugins
+
+    state = load_plugins()
+    rows = []
+    for name, plugin in sorted(state.manager.list_name_plugin(), key=lambda item: item[0]):
+        dist, version = state.distribution_of(name)
+        hooks = sorted(caller.name for caller in state.manager.get_hookcallers(plugin) or [])
+        rows.append({"name": name, "distribution": dist, "version": version, "hooks": hooks})
+    return {"plugins": rows, "failed": list(state.failures)}
+
+
+def plugin_failure_tracebacks() -> list[tuple[str, str]]:
+    """(one-line message, full traceback) of every plugin failure that has a traceback."""
+    from semsegpaddle.core.plugin.manager import load_plugins
+
+    return [(f.message(), f.traceback) for f in load_plugins().failures if f.traceback]
+
+
+def packaged_configs() -> list[dict[str, str]]:
+    """Every config addressable by name: its name, path and origin (the plugin and distribution
+    that registered it; semsegpaddle's own configs name the distribution only)."""
+    from semsegpaddle.core.plugin.manager import BUILTIN_DISTRIBUTION, load_plugins
+
+    out = []
+    for entry in load_plugins().configs:
+        origin = [] if entry.distribution == BUILTIN_DISTRIBUTION else [f"plugin {entry.plugin}"]
+        origin += [] if entry.distribution == "-" else [f"{entry.distribution} {entry.version}"]
+        out.append({"name": entry.name, "path": str(entry.path), "origin": ", ".join(origin)})
+    return out
+
+
+def add_plugin_commands(group: Any) -> None:
+    """Let installed plugins add commands to a click group (see
+    :func:`semsegpaddle.core.plugin.commands.add_plugin_commands`)."""
+    from semsegpaddle.core.plugin.commands import add_plugin_commands as add
+
+    add(group)
+
+
+# -------------------------------------------------------------------------------------------------
+# data, training, files
+# -------------------------------------------------------------------------------------------------
+
+
+def check_data(config: dict[str, Any], splits: Sequence[str] = ()):
+    """Read every sample of the config's dataset and report data problems (no paddle import);
+    see :func:`semsegpaddle.core.data.check.check_data`."""
+    from semsegpaddle.core.data.check import check_data as run_check
+
+    return run_check(config, list(splits))
+
+
+def launch_training(config: dict[str, Any], worker_args: Sequence[str], *, nproc: int | None = None,
+                    nnodes: int | None = None, master: str | None = None, node_rank: int | None = None,
+                    log_dir: str | None = None, resume: bool = False, overwrite: bool = False,
+                    debug: bool = False) -> None:
+    """Check what can be checked here, then replace this process by Paddle's launcher running
+    ``semseg train WORKER_ARGS`` in each process (does not return)."""
+    from semsegpaddle.core.engine.launch import LaunchPlan, check_plan, hand_over, launcher_command
+    from semsegpaddle.core.engine.run_folder import RunFolder
+
+    plan = LaunchPlan(nproc or 1, nnodes or 1, master, node_rank, log_dir)
+    check_plan(plan)
+    RunFolder(config["runtime"]["output_dir"]).check_start(resume, overwrite)
+    hand_over(launcher_command(plan, list(worker_args), config["runtime"]["output_dir"], debug=debug))
+
+
+def score_prediction_folder(config: dict[str, Any], predictions: str | Path, split: str | None = None,
+                            encoding: str = "auto"):
+    """Like :func:`score_predictions`, returning the whole result: metrics, the encoding read and
+    the files that matched no sample."""
+    from semsegpaddle.core.inference.scoring import score_predictions as _score
+
+    return _score(config, predictions, split, encoding, config["runtime"]["progress"])
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Write ``data`` as indented JSON, atomically."""
+    import json
+
+    from semsegpaddle.core.common.atomic import write_text_atomic
+
+    write_text_atomic(Path(path), json.dumps(data, indent=2))
+    return Path(path)
+
+
+def write_metrics(metrics: Metrics, config: dict[str, Any], out_path: str | Path | None = None) -> tuple[Path, Path | None]:
+    """Write metrics as JSON (with the confusion matrix; default ``<output_dir>/eval_metrics.json``)
+    and the row-normalised confusion matrix as ``<json name>_confusion.png`` beside it; return both
+    paths (the picture's None when there is no matrix)."""
+    target = Path(out_path) if out_path else Path(config["runtime"]["output_dir"]) / "eval_metrics.json"
+    write_json(target, metrics.to_json(confusion=True))
+    if metrics.confusion is None:
+        return target, None
+    from semsegpaddle.core.inference.metrics import save_confusion_png
+
+    picture = target.with_name(f"{target.stem}_confusion.png")
+    save_confusion_png(metrics.confusion, metrics.class_names, picture)
+    return target, picture
+
+
+def convert_weights(backbone: str, source: str | Path, destination: str | Path, options: Iterable[str] = (),
+                    *, allow_missing: bool = False):
+    """Convert a timm/torchvision checkpoint into ``backbone``'s weights (``options`` as
+    ``key=value`` texts) and save them as safetensors; returns the load report."""
+    from semsegpaddle.core.config.loader import parse_override
+    from semsegpaddle.core.model.convert import convert_weights_file
+
+    parsed = dict(parse_override(o) for o in options)
+    return convert_weights_file(backbone, str(source), str(destination), parsed, allow_missing=allow_missing)
+
+
+def convert_model_weights(config: dict[str, Any], source: str | Path, destination: str | Path):
+    """Import a PaddleSeg / torchvision model (file or URL) into the config's model and save it as
+    our checkpoint (see :func:`semsegpaddle.core.engine.restore.convert_model_file`)."""
+    from semsegpaddle.core.engine.restore import convert_model_file
+
+    return convert_model_file(config, source, destination)
+
+
+def is_backbone(name: str) -> bool:
+    """True when ``name`` is a registered backbone (convert-weights' two forms)."""
+    from semsegpaddle.core.plugin.manager import get_registry
+
+    return name in get_registry("backbone").names()

@@ -4,13 +4,12 @@ from __future__ import annotations
 import json
 import sys
 import warnings
-from pathlib import Path
 from typing import Any, Sequence
 
 import click
 
-from semsegpaddle import __version__
-from semsegpaddle.core.common.errors import SemsegError
+from semsegpaddle import __version__, api
+from semsegpaddle.api import SemsegError
 
 KIND_CHOICES = ["backbone", "decoder", "dataset", "loss"]
 #: exceptions whose message is the whole story for the user: one line, exit 1, no traceback
@@ -44,12 +43,10 @@ def split_config_args(args: Sequence[str]) -> tuple[str | None, list[str]]:
 
 
 def _load(args: Sequence[str], threads: int | None = None):
-    from semsegpaddle.core.config.loader import load_config  # not via semsegpaddle.api: `semseg config` needs no paddle
-
     config_name, overrides = split_config_args(args)
     if threads is not None:
         overrides.append(f"runtime.threads={threads}")
-    return load_config(config_name, overrides)
+    return api.load_config(config_name, overrides)
 
 
 @click.group(cls=SemsegGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -68,11 +65,8 @@ def cli(debug: bool) -> None:
 
 def _print_plugin_tracebacks() -> None:
     """With --debug: the full traceback of every plugin failure (the warnings gave one line each)."""
-    from semsegpaddle.core.plugin.manager import load_plugins
-
-    for failure in load_plugins().failures:
-        if failure.traceback:
-            click.echo(f"Traceback of: {failure.message()}\n{failure.traceback}", err=True)
+    for message, traceback in api.plugin_failure_tracebacks():
+        click.echo(f"Traceback of: {message}\n{traceback}", err=True)
 
 
 @cli.command(name="list")
@@ -81,9 +75,7 @@ def _print_plugin_tracebacks() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_command(kind: str | None, pattern: str, as_json: bool) -> None:
     """List available backbones, decoders, datasets and losses, the plugin that gave each, and their options."""
-    from semsegpaddle.core.plugin.manager import list_components  # not via semsegpaddle.api: `semseg list` needs no paddle
-
-    components = list_components(kind, pattern)
+    components = api.list_components(kind, pattern)
     if as_json:
         click.echo(json.dumps([{
             "kind": c.kind, "name": c.name, "description": c.description, "plugin": c.plugin,
@@ -108,21 +100,15 @@ def list_command(kind: str | None, pattern: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins(as_json: bool) -> None:
     """List loaded plugins: distribution, version and the hooks each implements; failures too."""
-    from semsegpaddle.core.plugin.manager import load_plugins
-
-    state = load_plugins()
-    rows = []
-    for name, plugin in sorted(state.manager.list_name_plugin(), key=lambda item: item[0]):
-        dist, version = state.distribution_of(name)
-        hooks = sorted(caller.name for caller in state.manager.get_hookcallers(plugin) or [])
-        rows.append({"name": name, "distribution": dist, "version": version, "hooks": hooks})
+    listed = api.list_plugins()
+    rows = listed["plugins"]
     if as_json:
-        failed = [{k: v for k, v in f.to_json().items() if k != "traceback"} for f in state.failures]
+        failed = [{k: v for k, v in f.to_json().items() if k != "traceback"} for f in listed["failed"]]
         click.echo(json.dumps({"plugins": rows, "failed": failed}, indent=2))
         return
     for row in rows:
         click.echo(f"{row['name']}  ({row['distribution']} {row['version']})  {', '.join(row['hooks'])}")
-    for f in state.failures:
+    for f in listed["failed"]:
         details = [f"{f.distribution} {f.version}" if f.distribution != "-" else "in memory", f.stage,
                    f.hook, f.component, f"at {f.location}" if f.location else None]
         click.echo(f"{f.plugin}  FAILED: {f.error}  [{'; '.join(d for d in details if d)}]")
@@ -133,13 +119,9 @@ def plugins(as_json: bool) -> None:
 @click.option("--list", "list_packaged", is_flag=True, help="List the packaged configs and the plugin of each.")
 def config(args: tuple[str, ...], list_packaged: bool) -> None:
     """Print the fully merged and validated config: CONFIG [key=value ...]."""
-    from semsegpaddle.core.plugin.manager import BUILTIN_DISTRIBUTION, load_plugins
-
     if list_packaged:
-        for entry in load_plugins().configs:
-            origin = [] if entry.plugin == BUILTIN_DISTRIBUTION else [f"plugin {entry.plugin}"]
-            origin += [] if entry.distribution == "-" else [f"{entry.distribution} {entry.version}"]
-            click.echo(f"{entry.name}  [{', '.join(origin)}]  {entry.path}")
+        for entry in api.packaged_configs():
+            click.echo(f"{entry['name']}  [{entry['origin']}]  {entry['path']}")
         return
     click.echo(_load(args).to_yaml(), nl=False)
 
@@ -158,14 +140,10 @@ def check_data_command(args: tuple[str, ...], splits: tuple[str, ...], json_path
     pixel count of each class, and for each problem its likely cause and the config line that
     fixes it. Exit 1 when any problem was found, 0 when the data is clean.
     """
-    from semsegpaddle.core.data.check import check_data  # never imports paddle or cv2
-
-    report = check_data(_load(args), list(splits))
+    report = api.check_data(_load(args), splits)  # never imports paddle or cv2
     click.echo(report.text())
     if json_path:
-        from semsegpaddle.core.common.atomic import write_text_atomic
-
-        write_text_atomic(Path(json_path), json.dumps(report.to_json(), indent=2))
+        api.write_json(json_path, report.to_json())
         click.echo(f"report written to {json_path}")
     click.echo(report.summary())
     if not report.ok:
@@ -195,17 +173,14 @@ def train(args: tuple[str, ...], resume: bool, overwrite: bool, threads: int | N
     checkpoint. --nproc N (and --nnodes/--master/--rank for several machines) hands the run over to
     `python -m paddle.distributed.launch`, which starts and watches the processes.
     """
-    from semsegpaddle.api import train as run_train
-    from semsegpaddle.core.engine.interrupt import TrainingStopped
-
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
     config = _load(args, threads)
     if any(v is not None for v in (nproc, nnodes, master, node_rank)):
         _launch(config, args, resume, overwrite, threads, nproc, nnodes, master, node_rank, log_dir)
     try:
-        result = run_train(config, resume=resume, overwrite=overwrite)
-    except TrainingStopped as stopped:
+        result = api.train(config, resume=resume, overwrite=overwrite)
+    except api.TrainingStopped as stopped:
         click.echo(str(stopped), err=True)
         sys.exit(stopped.exit_code)
     if result.already_complete:
@@ -221,15 +196,10 @@ def _launch(config: Any, args: tuple[str, ...], resume: bool, overwrite: bool, t
             nproc: int | None, nnodes: int | None, master: str | None, node_rank: int | None,
             log_dir: str | None) -> None:
     """Check what can be checked here, then become Paddle's launcher running `semseg train` per process."""
-    from semsegpaddle.core.engine.launch import LaunchPlan, check_plan, hand_over, launcher_command
-    from semsegpaddle.core.engine.run_folder import RunFolder
-
-    plan = LaunchPlan(nproc or 1, nnodes or 1, master, node_rank, log_dir)
-    check_plan(plan)
-    RunFolder(config["runtime"]["output_dir"]).check_start(resume, overwrite)
     worker_args = [*args, *(["--resume"] if resume else []), *(["--overwrite"] if overwrite else []),
                    *(["--threads", str(threads)] if threads is not None else [])]
-    hand_over(launcher_command(plan, worker_args, config["runtime"]["output_dir"], debug=_debug()))
+    api.launch_training(config, worker_args, nproc=nproc, nnodes=nnodes, master=master, node_rank=node_rank,
+                        log_dir=log_dir, resume=resume, overwrite=overwrite, debug=_debug())
 
 
 def _pair_option(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
@@ -299,12 +269,11 @@ def _inference_overrides(mode: str | None, crop_size: list[int] | None, stride: 
 
 
 def _check_backend_options(backend: str, model_dir: str | None, weights: str | None) -> None:
-    if backend == "paddle-inference" and model_dir is None:
-        raise click.UsageError("--backend paddle-inference needs --model-dir DIR (a folder written by semseg export)")
-    if backend == "paddle-inference" and weights is not None:
-        raise click.UsageError("--weights is for --backend dynamic; paddle-inference reads --model-dir")
-    if backend == "dynamic" and model_dir is not None:
-        raise click.UsageError("--model-dir is read by --backend paddle-inference; add it, or drop --model-dir")
+    """The API's backend rules, as a usage error (exit 2) before anything is loaded."""
+    try:
+        api.check_backend_options(backend, model_dir, weights)
+    except api.BackendOptionError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 @cli.command(name="eval")
@@ -351,18 +320,14 @@ def evaluate(args: tuple[str, ...], weights: str | None, split: str | None, out_
                            weights is not None or model_dir is not None or backend != "dynamic" or with_report
                            or precision is not None)
         return
-    from semsegpaddle.api import evaluate as run_eval
-
     _check_backend_options(backend, model_dir, weights)
     config = _load([*args, *_inference_overrides(mode, crop_size, stride, scales, flip, precision)], threads)
     if with_report:
-        from semsegpaddle.core.inference.report import write_report
-
-        done = write_report(config, config["runtime"]["output_dir"], weights, split=split, backend=backend,
+        done = api.write_report(config, config["runtime"]["output_dir"], weights, split=split, backend=backend,
                             model_dir=model_dir)
         metrics = done.metrics
     else:
-        metrics = run_eval(config, weights, split, backend=backend, model_dir=model_dir)
+        metrics = api.evaluate(config, weights, split, backend=backend, model_dir=model_dir)
     _write_metrics(metrics, config, out_path)
     if with_report:
         click.echo(f"report written to {done.path}")
@@ -370,30 +335,22 @@ def evaluate(args: tuple[str, ...], weights: str | None, split: str | None, out_
 
 def _write_metrics(metrics: Any, config: Any, out_path: str | None) -> None:
     """Print the metrics table; write the JSON (with the confusion matrix) and its PNG picture."""
-    from semsegpaddle.core.common.atomic import write_text_atomic
-    from semsegpaddle.core.inference.metrics import save_confusion_png
-
     click.echo(metrics.table())
-    target = Path(out_path) if out_path else Path(config["runtime"]["output_dir"]) / "eval_metrics.json"
-    write_text_atomic(target, json.dumps(metrics.to_json(confusion=True), indent=2))
-    picture = target.with_name(f"{target.stem}_confusion.png")
-    if metrics.confusion is None:
+    target, picture = api.write_metrics(metrics, config, out_path)
+    if picture is None:
         click.echo(f"metrics written to {target}")
         return
-    save_confusion_png(metrics.confusion, metrics.class_names, picture)
     click.echo(f"metrics written to {target}, confusion matrix to {picture}")
 
 
 def _score_predictions(args: Sequence[str], threads: int | None, predictions_dir: str, split: str | None,
                        encoding: str, out_path: str | None, model_options: bool) -> None:
     """``eval --predictions``: score prediction files, no model (and no paddle import)."""
-    from semsegpaddle.core.inference.scoring import score_predictions
-
     if model_options:
         raise click.UsageError("--predictions scores files and loads no model: drop --weights, --backend, "
                                "--precision, --model-dir and --report")
     config = _load(args, threads)
-    scored = score_predictions(config, predictions_dir, split, encoding, config["runtime"]["progress"])
+    scored = api.score_prediction_folder(config, predictions_dir, split, encoding)
     unused = f"; {len(scored.unused)} PNG files matched no sample" if scored.unused else ""
     click.echo(f"scored {predictions_dir} (values read as {scored.encoding} ids{unused})")
     _write_metrics(scored.metrics, config, out_path)
@@ -401,10 +358,8 @@ def _score_predictions(args: Sequence[str], threads: int | None, predictions_dir
 
 def _load_for_checkpoint(args: Sequence[str], weights: str | None):
     """(config, weights path) for predict/export: the CONFIG given, else the one stored in the checkpoint."""
-    from semsegpaddle.api import resolve_config
-
     config_name, overrides = split_config_args(args)
-    return resolve_config(config_name, overrides, weights)
+    return api.resolve_config(config_name, overrides, weights)
 
 
 def _debug() -> bool:
@@ -453,17 +408,15 @@ def predict(images: tuple[str, ...], config_args: tuple[str, ...], weights: str 
     --scales and --flip override. With --backend paddle-inference --model-dir DIR, the exported
     model runs (no checkpoint needed; the eval keys come from --config, else the defaults).
     """
-    from semsegpaddle.api import predict as run_predict
-
     _check_backend_options(backend, model_dir, weights)
     args = [*config_args, *_inference_overrides(mode, crop_size, stride, scales, flip, precision)]
     look = {"overlay": overlay or alpha is not None, "alpha": 0.5 if alpha is None else alpha,
             "format": output_format}
     if backend == "paddle-inference":
-        written = run_predict(_load(args), images, output_dir, backend=backend, model_dir=model_dir, **look)
+        written = api.predict(_load(args), images, output_dir, backend=backend, model_dir=model_dir, **look)
     else:
         config, weights_path = _load_for_checkpoint(args, weights)
-        written = run_predict(config, images, output_dir, weights_path, **look)
+        written = api.predict(config, images, output_dir, weights_path, **look)
     click.echo(f"wrote {len(written)} masks to {output_dir}")
 
 
@@ -481,10 +434,8 @@ def export(args: tuple[str, ...], weights: str | None, output_dir: str, onnx: bo
     overrides apply on top of its stored config). Paddle's and paddle2onnx's own console output
     is shown only with --debug; nothing is installed at run time.
     """
-    from semsegpaddle.api import export as run_export
-
     config, weights_path = _load_for_checkpoint(args, weights)
-    report = run_export(config, output_dir, weights_path, onnx=onnx, verbose=_debug())
+    report = api.export(config, output_dir, weights_path, onnx=onnx, verbose=_debug())
     checks = ", ".join(f"{size}: {error:.2g}" for size, error in report.max_abs_error.items())
     click.echo(f"exported to {report.output_dir} (max |exported - model| {checks}; "
                f"largest |logit| {report.max_abs_logit:.3g})")
@@ -509,61 +460,42 @@ def report(run_dir: str, overrides: tuple[str, ...], worst: int, rank_by: str, s
     confusion matrix, the loss / learning rate / validation curves of the run's logs, and the
     worst validation images (input, ground truth, prediction, errors side by side).
     """
-    from semsegpaddle.core.inference.report import report_run
-
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise click.UsageError(f"expected key=value overrides after RUN_DIR, got {', '.join(bad)}")
     extra = [f"runtime.threads={threads}"] if threads is not None else []
-    done = report_run(run_dir, [*overrides, *extra], worst=worst, rank_by=rank_by, split=split)
+    done = api.report_run(run_dir, [*overrides, *extra], worst=worst, rank_by=rank_by, split=split)
     click.echo(f"mIoU {100 * done.metrics.miou:.2f} on {done.metrics.pixels} pixels; report written to {done.path}")
 
 
 @cli.command(name="convert-weights")
-@click.argument("backbone")
-@click.argument("source", type=click.Path(exists=True, dir_okay=False))
+@click.argument("target")
+@click.argument("source")
 @click.argument("destination", type=click.Path(dir_okay=False))
-@click.option("-o", "--option", "options", multiple=True, help="Backbone option key=value (repeatable).")
+@click.option("-o", "--option", "options", multiple=True,
+              help="Backbone option key=value (repeatable); with a CONFIG: a config override.")
 @click.option("--allow-missing", is_flag=True, help="Write even if some backbone parameters are missing.")
-def convert_weights(backbone: str, source: str, destination: str, options: tuple[str, ...], allow_missing: bool) -> None:
-    """Convert a timm/torchvision checkpoint (.safetensors, or .pth with torch) for BACKBONE.
+def convert_weights(target: str, source: str, destination: str, options: tuple[str, ...], allow_missing: bool) -> None:
+    """Convert weights once into a safetensors file: TARGET SOURCE DESTINATION.
 
+    TARGET a backbone name: a timm/torchvision ImageNet checkpoint (.safetensors, or .pth) becomes
+    that backbone's weights, for model.backbone.pretrained.
+
+    TARGET a config (file or packaged name, e.g. paddleseg_pspnet_resnet50_os8_cityscapes_1024x512_80k):
+    a trained PaddleSeg .pdparams or torchvision .pth (or an http(s) URL of one) becomes a full
+    checkpoint of that model, with its config, classes and palette, usable as --weights alone.
+
+    \b
     Example: semseg convert-weights resnet resnet50d.safetensors r50d.safetensors -o stem=deep_avgdown
     """
-    from semsegpaddle.core.config.loader import parse_override
-    from semsegpaddle.core.model.weights import convert_weights_file
-
-    parsed = dict(parse_override(o) for o in options)
-    report = convert_weights_file(backbone, source, destination, parsed, allow_missing=allow_missing)
-    click.echo(report.summary())
-    click.echo(f"wrote {destination}; use it with model.backbone.pretrained={destination}")
-
-
-def _register_plugin_commands() -> None:
-    """Let each plugin add commands, one plugin at a time; a name already taken (by semseg itself or
-    an earlier plugin) stays with its first owner, and a failing plugin is reported, not fatal."""
-    from semsegpaddle.core.common.errors import DuplicateComponentError
-    from semsegpaddle.core.plugin.failures import function_location
-    from semsegpaddle.core.plugin.manager import call_each, load_plugins
-
-    owners = {name: "semsegpaddle" for name in cli.commands}
-    before: dict[str, click.Command] = {}
-
-    def kwargs_for(call: Any) -> dict[str, Any]:
-        before.clear()
-        before.update(cli.commands)
-        return {"cli": cli}
-
-    def after(call: Any) -> None:
-        for name, command in list(cli.commands.items()):
-            if name in before and before[name] is not command:
-                cli.commands[name] = before[name]
-                call.refuse(f"command '{name}'", DuplicateComponentError(
-                    f"command '{name}' belongs to {owners[name]}; plugin '{call.plugin}' cannot replace it"),
-                    location=function_location(command.callback))
-            owners.setdefault(name, f"plugin '{call.plugin}'")
-
-    call_each(load_plugins(), "semseg_register_commands", kwargs_for, after)
+    if api.is_backbone(target):
+        report = api.convert_weights(target, source, destination, options, allow_missing=allow_missing)
+        click.echo(report.summary())
+        click.echo(f"wrote {destination}; use it with model.backbone.pretrained={destination}")
+        return
+    report = api.convert_model_weights(api.load_config(target, list(options)), source, destination)
+    click.echo(f"wrote {destination}; use it with --weights {destination}"
+               + (f" ({len(report.unused)} source tensors were not used)" if report and report.unused else ""))
 
 
 PADDLE_MISSING = ("semsegpaddle needs PaddlePaddle, which is not installed: run `pip install 'semsegpaddle[cpu]'` "
@@ -579,7 +511,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     warnings.formatwarning = _format_warning
     warnings.filterwarnings("ignore", message="No ccache found")  # printed by `import paddle`; not ours to fix
     try:
-        _register_plugin_commands()
+        api.add_plugin_commands(cli)
     except Exception as exc:  # last resort: --help, --version and the built-in commands still work
         click.echo(f"Warning: plugin commands were not added: {type(exc).__name__}: {exc}", err=True)
     cli.main(args=list(argv) if argv is not None else sys.argv[1:], prog_name="semseg")

@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from semsegpaddle import hookimpl
 from semsegpaddle.cli import cli
 from semsegpaddle.core.plugin import manager as plugin_module
-from semsegpaddle.core.config.loader import build_component, load_config, load_yaml, resolve_config_path
+from semsegpaddle.core.plugin.build import build_component
+from semsegpaddle.core.config.loader import load_config, load_yaml, resolve_config_path
 from semsegpaddle.core.common.errors import ConfigError
 from semsegpaddle.core.config.schema import SCHEMA
 

@@ -48,11 +48,11 @@ def test_seed_models_build_and_run(name):
     """The same heads on a ResNet-18 (the full ResNet-101 is for GPUs): built, a forward at 64×64."""
     import paddle
 
-    from semsegpaddle.core.model.assembly import create_model
+    from semsegpaddle.core.model.assembly import build_model
 
     config = load_config(name, ["model.backbone.depth=18"])
     classes = 19 if "cityscapes" in name else 59
-    model = create_model(config, classes)
+    model = build_model(config, classes)
     model.eval()
     with paddle.no_grad():
         assert model(paddle.rand([1, 3, 64, 64]) * 255).shape == [1, classes, 64, 64]

@@ -6,7 +6,7 @@ import pytest
 
 from semsegpaddle.core.data.datasets import checked_sample
 from semsegpaddle.core.common.errors import DataError
-from semsegpaddle.core.model.interfaces import SegDataset
+from semsegpaddle.core.data.base import SegDataset
 from semsegpaddle.core.data.transforms import TrainTransform
 
 

@@ -234,7 +234,7 @@ def test_workers_start_after_the_parent_used_opencv_threads():
 
     script = """
 import cv2, numpy as np
-from semsegpaddle.core.data.loader import iterate_batches
+from semsegpaddle.core.data.batches import iterate_batches
 cv2.setNumThreads(2)
 big = np.zeros((1024, 2048, 3), np.uint8)
 grid = np.mgrid[0:1024, 0:2048].astype(np.float32)

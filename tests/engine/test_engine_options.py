@@ -308,7 +308,7 @@ def test_keep_last_keeps_the_newest_numbered_checkpoints_each_fsynced_before_its
 
 
 def test_resume_starts_from_the_newest_complete_checkpoint(tmp_path, plugins):
-    from tests.test_run_folder import train_until
+    from tests.engine.test_run_folder import train_until
 
     keep = {"keep_last": 3}
     reference = tmp_path / "reference"
@@ -362,7 +362,7 @@ def test_a_folder_holding_only_numbered_checkpoints_holds_a_run(tmp_path, plugin
 
 
 def test_versions_json_records_paddle_the_package_and_every_plugin_per_session(tmp_path, plugins):
-    from tests.test_run_folder import train_until
+    from tests.engine.test_run_folder import train_until
 
     out = tmp_path / "run"
     config = tiny(out, iters=4, save_interval=2)
@@ -379,7 +379,7 @@ def test_versions_json_records_paddle_the_package_and_every_plugin_per_session(t
 
 def test_visualdl_scalars_read_back_with_visualdl_and_survive_a_resume(tmp_path, plugins):
     from semsegpaddle.core.engine.scalar_log import read_scalars, record_files
-    from tests.test_run_folder import train_until
+    from tests.engine.test_run_folder import train_until
 
     out = tmp_path / "run"
     config = tiny(out, iters=4, save_interval=2, log_interval=1, eval_interval=2, runtime_options={"visualdl": True})

@@ -14,7 +14,7 @@ from semsegpaddle.core.data.datasets import (DataWarning, StepBatches, TrainSamp
                                              train_loader, train_transform)
 from semsegpaddle.core.engine.checkpoint import read_metadata
 from semsegpaddle.core.common.errors import DataError
-from semsegpaddle.core.model.interfaces import SegDataset
+from semsegpaddle.core.data.base import SegDataset
 
 from tests.helpers.packages import semseg
 

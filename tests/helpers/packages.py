@@ -50,7 +50,7 @@ FLAKY_DATASET = '''
     """A dataset whose sample ``bad_index`` is broken in the way ``failure`` names."""
     import numpy as np
     from semsegpaddle import hookimpl
-    from semsegpaddle.core.model.interfaces import SegDataset, default_palette
+    from semsegpaddle.core.data.base import SegDataset, default_palette
 
 
     class Flaky(SegDataset):
@@ -120,7 +120,8 @@ def missing_root_config_error(dataset: str, tmp_path: Path) -> str:
     """The ConfigError message of building ``dataset`` (train split) on a root that does not exist."""
     import pytest
 
-    from semsegpaddle.core.config.loader import build_component, config_from_dict
+    from semsegpaddle.core.plugin.build import build_component
+    from semsegpaddle.core.config.loader import config_from_dict
     from semsegpaddle.core.common.errors import ConfigError
 
     config = config_from_dict({"dataset": {"name": dataset, "root": str(tmp_path / "nowhere")}})

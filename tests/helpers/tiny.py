@@ -8,7 +8,8 @@ from paddle import nn
 
 from semsegpaddle import hookimpl
 from semsegpaddle.core.common.mkl_path import choose_mkl_code_path
-from semsegpaddle.core.model.interfaces import Backbone, FeatureInfo, FeatureLevel, SegDataset, default_palette
+from semsegpaddle.core.model.interfaces import Backbone, FeatureInfo, FeatureLevel
+from semsegpaddle.core.data.base import SegDataset, default_palette
 
 paddle.base.core.set_num_threads(2)
 # MKL fixes its code path at its first call: take the engine's (runtime.mkl_code_path: auto) now, so

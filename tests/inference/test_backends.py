@@ -19,7 +19,7 @@ from semsegpaddle.core.config.loader import config_from_dict
 from semsegpaddle.core.common.errors import SemsegError
 from semsegpaddle.core.inference.backends import DynamicBackend, PaddleInferenceBackend, read_export_info
 from semsegpaddle.core.inference.export import export_model
-from semsegpaddle.core.model.assembly import create_model
+from semsegpaddle.core.model.assembly import build_model
 from semsegpaddle.core.plugin.manager import list_components
 
 from tests.cli.test_cli import TINY
@@ -35,7 +35,7 @@ def build(backbone, decoder, num_classes=3):
     paddle.seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # GINet warns that its class embeddings are learnt
-        model = create_model(config_from_dict({"model": {"backbone": backbone, "decoder": {"name": decoder}}}),
+        model = build_model(config_from_dict({"model": {"backbone": backbone, "decoder": {"name": decoder}}}),
                              num_classes, pretrained=False)
     model.eval()
     return model

@@ -88,7 +88,7 @@ def test_predict_and_export_need_no_dataset_on_disk(trained, tmp_path, monkeypat
 
     import semsegpaddle.api as api
     from semsegpaddle.core.engine.checkpoint import read_metadata
-    from semsegpaddle.core.model.interfaces import default_palette
+    from semsegpaddle.core.data.base import default_palette
 
     def no_data(*args, **kwargs):
         raise DataError("the dataset is not on this machine")

@@ -12,9 +12,9 @@ from semsegpaddle.core.config.loader import config_from_dict, load_config
 from semsegpaddle.core.common.errors import ConfigError
 from semsegpaddle.core.inference.backends import DynamicBackend
 from semsegpaddle.core.inference.evaluation import evaluate
-from semsegpaddle.core.inference.modes import (InferenceMode, Segmenter, coverage, resize_image, scaled_size,
+from semsegpaddle.core.inference.segmenter import (InferenceMode, Segmenter, coverage, resize_image, scaled_size,
                                                window_boxes, window_starts)
-from semsegpaddle.core.model.assembly import create_model
+from semsegpaddle.core.model.assembly import build_model
 
 from tests.helpers.tiny import TINY_CONFIG, TwoSquares
 from tests.cli.test_cli import TINY
@@ -24,7 +24,7 @@ from tests.cli.test_cli import TINY
 def tiny_model(tiny_plugins):
     """The conftest tiny backbone + DeepLabv3 (random weights, eval mode): position-dependent."""
     paddle.seed(3)
-    model = create_model(config_from_dict(TINY_CONFIG), 3, pretrained=False)
+    model = build_model(config_from_dict(TINY_CONFIG), 3, pretrained=False)
     model.eval()
     return model
 

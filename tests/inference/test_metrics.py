@@ -45,7 +45,7 @@ def test_shape_mismatch_raises():
 
 def test_evaluation_batches_only_images_of_one_size():
     from semsegpaddle.core.inference.evaluation import _same_size_batches
-    from semsegpaddle.core.model.interfaces import SegDataset
+    from semsegpaddle.core.data.base import SegDataset
 
     class Mixed(SegDataset):
         num_classes, ignore_index = 2, 255

@@ -17,9 +17,9 @@ from click.testing import CliRunner
 from semsegpaddle.api import train
 from semsegpaddle.cli import cli
 from semsegpaddle.core.config.loader import config_from_dict
-from semsegpaddle.core.inference.modes import InferenceMode
-from semsegpaddle.core.inference.report import REPORT, predict_split, report_run
-from semsegpaddle.core.inference.report_html import SECTIONS
+from semsegpaddle.core.inference.segmenter import InferenceMode
+from semsegpaddle.core.engine.report import REPORT, predict_split, report_run
+from semsegpaddle.core.engine.report_html import SECTIONS
 from semsegpaddle.core.plugin import manager as plugin_module
 
 from tests.helpers.tiny import TINY_CONFIG, TinyPlugin

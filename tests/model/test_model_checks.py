@@ -12,7 +12,7 @@ from semsegpaddle import hookimpl
 from semsegpaddle.core.plugin import manager as plugin_module
 from semsegpaddle.core.common.errors import SemsegError
 from semsegpaddle.core.model.interfaces import Backbone, Decoder, FeatureInfo, FeatureLevel
-from semsegpaddle.core.model.assembly import SegmentationModel, check_backbone, create_backbone, create_model
+from semsegpaddle.core.model.assembly import SegmentationModel, build_model, check_backbone, create_backbone
 from semsegpaddle.core.plugin.manager import new_state
 
 from tests.helpers.tiny import TINY_CONFIG, TinyBackbone, TinyPlugin
@@ -112,7 +112,7 @@ def test_a_lying_backbone_is_named_with_its_plugin(liars, lie, message):
     from semsegpaddle.api import config_from_dict
 
     with pytest.raises(SemsegError, match=f"backbone 'liar-{lie}' \\(plugin 'lying-plugin'\\)"):
-        create_model(config_from_dict(config), num_classes=3)
+        build_model(config_from_dict(config), num_classes=3)
 
 
 def test_a_backbone_without_feature_info_is_named(liars):
@@ -170,7 +170,7 @@ def test_every_builtin_backbone_passes_its_own_check(name, output_stride):
 def test_create_model_builds_and_trains_after_the_check(tiny_plugins):
     from semsegpaddle.api import config_from_dict
 
-    model = create_model(config_from_dict(TINY_CONFIG), num_classes=3)
+    model = build_model(config_from_dict(TINY_CONFIG), num_classes=3)
     assert model.training and model.backbone.training
     outputs = model(paddle.rand([2, 3, 32, 32]) * 255)
     assert [list(o.shape) for o in outputs] == [[2, 3, 32, 32]]

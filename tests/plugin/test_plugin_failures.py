@@ -298,7 +298,7 @@ def test_duplicate_configs_and_commands(site, tmp_path):
     shown = semseg(site, "config", "--list")
     assert shown.returncode == 0, shown.stderr
     rows = {line.split()[0]: line for line in shown.stdout.splitlines()}
-    assert "[semsegpaddle " in rows["synthetic_deeplabv3"] and "core/config/configs" in rows["synthetic_deeplabv3"]
+    assert "[semsegpaddle " in rows["synthetic_deeplabv3"] and "plugins/configs" in rows["synthetic_deeplabv3"]
     assert "[plugin dupe, semseg-dup 0.1.0]" in rows["dupe_cfg"]
     assert "[plugin reqplug, semseg-reqplug 0.1.0]" in rows["reqplug_demo"]
     printed = semseg(site, "config", "dupe_cfg", cwd=tmp_path)  # a plugin's config by name, its _base_ too

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from semsegpaddle.core.config.loader import build_component, load_config
+from semsegpaddle.core.plugin.build import build_component
+from semsegpaddle.core.config.loader import load_config
 from semsegpaddle.core.config.schema import SCHEMA
 from semsegpaddle.core.common.errors import ConfigError, DataError
 from semsegpaddle.plugins.datasets.folder import build_folder

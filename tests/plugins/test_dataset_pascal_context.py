@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from semsegpaddle.core.config.loader import build_component, config_from_dict
+from semsegpaddle.core.plugin.build import build_component
+from semsegpaddle.core.config.loader import config_from_dict
 from semsegpaddle.core.data.base import default_palette
 from semsegpaddle.core.common.errors import ConfigError, DataError
 from semsegpaddle.plugins.datasets.pascal_context import pascal_context

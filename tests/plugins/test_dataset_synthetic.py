@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from semsegpaddle.core.model.interfaces import SegDataset
+from semsegpaddle.core.data.base import SegDataset
 from semsegpaddle.core.plugin.manager import new_state
 from semsegpaddle.plugins.datasets import synthetic
 from semsegpaddle.plugins.datasets.synthetic import build_synthetic

@@ -1,5 +1,6 @@
 """Configs: YAML loading with ``_base_`` and overrides (``loader``), the engine's keys (``schema``),
-value checks against type annotations (``typecheck``), and the packaged configs (``configs/``).
+and value checks against type annotations live in ``semsegpaddle.core.common.typecheck``; the
+packaged configs are registered by the built-in plugin ``semsegpaddle.plugins.configs``.
 
 ``semsegpaddle.core.config`` also offers the public names of :mod:`semsegpaddle.core.config.loader` (loaded on first use).
 """

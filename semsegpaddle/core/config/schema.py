@@ -102,6 +102,13 @@ SCHEMA: dict[str, Any] = {
             "conv_bias": Key(bool, False, "give the auxiliary head's 3×3 conv a bias (PaddleSeg's AuxLayer has one)"),
         },
         "align_corners": Key(bool, False, "align_corners of the final bilinear upsampling of the logits to the input size"),
+        "pretrained": Key(str | None, None, "whole-model weights to start from (fine-tuning): a checkpoint of ours, a "
+                          "PaddleSeg .pdparams, a torchvision .pth, or an http(s) URL of one (downloaded once into "
+                          "$SEMSEG_CACHE); a classifier of another class count is re-initialised"),
+        "class_names": Key(list[str] | None, None, "the classes the model predicts, for weights that do not record "
+                           "them (imported models); null: the dataset's"),
+        "palette": Key(list[list[int]] | None, None, "RGB colour per class for masks and overlays; null: the dataset's "
+                       "(or a default one)"),
         "mean": Key(list[float], IMAGENET_MEAN, "per-channel RGB mean subtracted inside the model (inputs are 0-255)",
                     check=_rgb, expect="three numbers (R, G, B)"),
         "std": Key(list[float], IMAGENET_STD, "per-channel RGB std the model divides by",
@@ -177,6 +184,13 @@ SCHEMA: dict[str, Any] = {
         "precision": Key(Literal["fp32", "bf16"], "fp32",
                          "paddle-inference backend on CPU: bf16 runs oneDNN's bfloat16 kernels (CPUs with "
                          "AVX512_BF16; faster, logits within bfloat16 rounding)"),
+    },
+    "zoo": {
+        "source": Key(str | None, None, "where a trained model of this config comes from (e.g. PaddleSeg 2.8 model zoo)"),
+        "weights_url": Key(str | None, None, "URL of the trained weights (give it as --weights to use them)"),
+        "weights_sha256": Key(str | None, None, "expected SHA-256 of the file at weights_url (checked after download)"),
+        "published_miou": Key(dict | None, None, "published val mIoU (%): {ss: single scale, flip: with flip, "
+                              "ms_flip: multi-scale + flip}"),
     },
     "runtime": {
         "seed": Key(int, 0, "random seed of weights, sampling and augmentation", **NON_NEGATIVE),

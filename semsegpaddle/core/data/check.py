@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from semsegpaddle.core.config.loader import build_component
+from semsegpaddle.core.plugin.build import build_component
 from semsegpaddle.core.config.schema import SCHEMA
 from semsegpaddle.core.data.base import SegDataset
 from semsegpaddle.core.data.file_dataset import FileDataset, collect_pairing_problems

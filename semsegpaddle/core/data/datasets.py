@@ -8,10 +8,10 @@ from typing import Any, Iterator
 import numpy as np
 import paddle
 
-from semsegpaddle.core.config.loader import build_component
+from semsegpaddle.core.plugin.build import build_component
 from semsegpaddle.core.common.errors import DataError
-from semsegpaddle.core.model.interfaces import SegDataset
-from semsegpaddle.core.data.loader import iterate_batches
+from semsegpaddle.core.data.base import SegDataset
+from semsegpaddle.core.data.batches import iterate_batches
 from semsegpaddle.core.config.schema import SCHEMA
 from semsegpaddle.core.data.decoded_cache import DecodedCache
 from semsegpaddle.core.data.transforms import Photometric, TrainTransform, to_planes

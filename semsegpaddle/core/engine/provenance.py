@@ -46,7 +46,7 @@ def plugin_versions() -> dict[str, dict[str, str]]:
 
 def session_record(start_step: int, world_size: int, device: str) -> dict[str, Any]:
     """The versions record of a training session starting at ``start_step``."""
-    from semsegpaddle import __version__
+    from semsegpaddle.core.common.version import __version__
 
     return {
         "start_step": start_step,

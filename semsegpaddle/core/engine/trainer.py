@@ -33,9 +33,9 @@ from semsegpaddle.core.common.runtime import (DistEnv, choose_device, convert_ba
 from semsegpaddle.core.engine.scalar_log import NoScalarLog, ScalarLog, eval_scalars, require_visualdl
 from semsegpaddle.core.engine.step import StepRunner
 from semsegpaddle.core.inference.evaluation import evaluate
-from semsegpaddle.core.inference.modes import InferenceMode
+from semsegpaddle.core.inference.segmenter import InferenceMode
 from semsegpaddle.core.inference.metrics import Metrics
-from semsegpaddle.core.model.assembly import create_model
+from semsegpaddle.core.model.assembly import build_model
 from semsegpaddle.core.model.losses import create_loss
 
 
@@ -110,7 +110,11 @@ def train(config: dict[str, Any], *, resume: bool = False, overwrite: bool = Fal
     val_set = create_dataset(config, config["dataset"]["val_split"])
     if config["train"]["cache_dir"] is not None:
         require_cacheable(train_set, config["dataset"]["name"])
-    model = create_model(config, train_set.num_classes)
+    model = build_model(config, train_set.num_classes)
+    if config["model"]["pretrained"] and not resume:  # a resumed run's checkpoint holds every weight
+        from semsegpaddle.core.engine.restore import load_weights_into
+
+        load_weights_into(model, config, config["model"]["pretrained"], allow_class_change=True)
     model = convert_batch_norm(model, device, dist.world_size)
     criterion = create_loss(config, model, train_set.ignore_index)
     optimizer, scheduler = build_optimizer(model, config)

@@ -7,7 +7,7 @@ model normalises) and returns N×C×H×W float32 numpy logits; ``num_classes`` i
 - :class:`PaddleInferenceBackend`: a folder written by ``semseg export``, run by Paddle Inference,
   with oneDNN on CPU, or on the GPU when Paddle sees one.
 
-The inference modes (:mod:`semsegpaddle.core.inference.modes`) work with either.
+The inference modes (:mod:`semsegpaddle.core.inference.segmenter`) work with either.
 """
 from __future__ import annotations
 

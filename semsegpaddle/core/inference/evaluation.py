@@ -12,8 +12,8 @@ from semsegpaddle.core.common.runtime import DistEnv
 from semsegpaddle.core.common.errors import SemsegError
 from semsegpaddle.core.inference.backends import DynamicBackend
 from semsegpaddle.core.inference.metrics import ConfusionMatrix, Metrics, compute_metrics
-from semsegpaddle.core.inference.modes import InferenceMode, Segmenter
-from semsegpaddle.core.model.interfaces import SegDataset
+from semsegpaddle.core.inference.segmenter import InferenceMode, Segmenter
+from semsegpaddle.core.data.base import SegDataset
 
 
 def as_segmenter(model: Any, mode: InferenceMode | None = None) -> Segmenter:

@@ -37,7 +37,7 @@ from tqdm import tqdm
 from semsegpaddle.core.common.atomic import atomic_path
 from semsegpaddle.core.common.errors import DataError, SemsegError
 from semsegpaddle.core.inference.evaluation import as_segmenter, predict_batch
-from semsegpaddle.core.inference.modes import InferenceMode
+from semsegpaddle.core.inference.segmenter import InferenceMode
 from semsegpaddle.core.data.image_io import read_image
 
 __all__ = ["read_image", "save_mask", "blend", "output_names", "predict_files", "PredictionError",

@@ -66,7 +66,7 @@ def dataset_extras(config: dict[str, Any]) -> dict[str, Any]:
 
 def build_dataset(config: dict[str, Any], split: str) -> SegDataset:
     """The config's dataset for ``split``, built without the paddle-side helpers."""
-    from semsegpaddle.core.config.loader import build_component
+    from semsegpaddle.core.plugin.build import build_component
     from semsegpaddle.core.config.schema import SCHEMA
 
     return build_component(config, "dataset", "dataset", split, extra=SCHEMA["dataset"].extra)

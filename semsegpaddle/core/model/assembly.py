@@ -8,7 +8,7 @@ import numpy as np
 import paddle
 from paddle import nn
 
-from semsegpaddle.core.config.loader import build_component, component_options
+from semsegpaddle.core.plugin.build import build_component, component_options
 from semsegpaddle.core.common.errors import SemsegError
 from semsegpaddle.core.model.interfaces import Backbone, Decoder, FeatureInfo
 from semsegpaddle.core.model.layers import ConvBNReLU, resize_to, spatial_size
@@ -160,7 +160,7 @@ def create_backbone(name: str, **options: Any) -> Backbone:
     return check_backbone(component.factory(**options), name, component.plugin)
 
 
-def create_model(config: dict[str, Any], num_classes: int, pretrained: bool = True) -> SegmentationModel:
+def build_model(config: dict[str, Any], num_classes: int, pretrained: bool = True) -> SegmentationModel:
     """Build the model described by a validated config's ``model`` section.
 
     The backbone is checked against its declaration (:func:`check_backbone`). With ``pretrained``

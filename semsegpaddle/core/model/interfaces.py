@@ -12,7 +12,6 @@ from typing import Sequence
 import paddle
 from paddle import nn
 
-from semsegpaddle.core.data.base import SegDataset, default_palette  # noqa: F401 - part of the contract
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 
 import paddle
 
-from semsegpaddle.core.config.loader import build_component
+from semsegpaddle.core.plugin.build import build_component
 from semsegpaddle.core.plugin.manager import get_registry
 from semsegpaddle.core.config.schema import SCHEMA
 

@@ -65,7 +65,7 @@ def semseg_register_datasets(register: Callable[..., None]) -> None:
 
     Called once when plugins are loaded. Call ``register(name, factory, options=..., ...)`` once per
     dataset. ``factory(split, **options)`` gets ``split`` ("train", "val", ...) and must return a
-    :class:`~semsegpaddle.core.model.interfaces.SegDataset`: pairs of uint8 H×W×3 images and integer H×W
+    :class:`~semsegpaddle.core.data.base.SegDataset`: pairs of uint8 H×W×3 images and integer H×W
     labels, plus ``num_classes``, ``ignore_index``, ``class_names`` and ``palette``.
     """
 

@@ -27,7 +27,6 @@ from typing import Any, Callable
 import pluggy
 
 from semsegpaddle.core.plugin import hookspecs
-from semsegpaddle.core.config.loader import PACKAGED_DIR
 from semsegpaddle.core.common.errors import DuplicateComponentError
 from semsegpaddle.core.plugin.failures import (PluginFailure, caller_location, describe, error_location,
                                                format_traceback, hook_problems, module_roots, plugin_module,
@@ -272,14 +271,6 @@ def _config_register(call: PluginCall) -> dict[str, Any]:
     return {"register": register}
 
 
-def _add_core_configs(state: PluginState) -> None:
-    from semsegpaddle import __version__
-
-    for path in sorted(PACKAGED_DIR.glob("*.yaml")):
-        state.configs.add(path.stem, path, plugin=BUILTIN_DISTRIBUTION, distribution=BUILTIN_DISTRIBUTION,
-                          version=__version__)
-
-
 def new_state(plugins: list[tuple[object, str]] = (), entry_points: bool = True) -> PluginState:
     """A fresh plugin manager: entry-point plugins (unless disabled), then ``plugins`` in memory."""
     manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
@@ -291,7 +282,6 @@ def new_state(plugins: list[tuple[object, str]] = (), entry_points: bool = True)
         _add_plugin(state, plugin, name, "-", "-", plugin_roots(plugin))
     for kind, (hook_name, _) in KINDS.items():
         call_each(state, hook_name, _component_register(state.registries[kind]))
-    _add_core_configs(state)
     call_each(state, CONFIG_HOOK, _config_register)
     return state
 

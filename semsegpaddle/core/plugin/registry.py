@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from semsegpaddle.core.common.errors import DuplicateComponentError, UnknownComponentError, did_you_mean
-from semsegpaddle.core.config.typecheck import type_name
+from semsegpaddle.core.common.typecheck import type_name
 
 _EMPTY = inspect.Parameter.empty
 NAME_PATTERN = r"[a-z][a-z0-9_\-.]*"

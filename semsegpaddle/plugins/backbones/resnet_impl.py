@@ -4,9 +4,15 @@ Imported by the ``resnet`` plugin's factories when a backbone is built (the plug
 imports no paddle).
 
 Sublayer names follow timm's ``ResNet`` (and so torchvision's), so an ImageNet checkpoint from
-either converts by renaming BatchNorm buffers and dropping the classifier ``fc``. Dilation for
-output strides 16 and 8 follows timm too: a dilated stage's first block keeps the previous
-stage's dilation in its first 3×3 conv, later blocks use the stage's own.
+either converts by renaming BatchNorm buffers and dropping the classifier ``fc``.
+
+Dilation for output strides 16 and 8 has two conventions (``dilation_style``):
+
+- ``timm`` (also torchvision's ``replace_stride_with_dilation``): a dilated stage's first block
+  keeps the previous stage's dilation in its first 3×3 conv, later blocks use the stage's own; an
+  avg-down shortcut of a dilated stage pools 2×2 with stride 1 over a zero-padded edge.
+- ``paddleseg`` (PaddleSeg ``ResNet_vd``): every block of a dilated stage uses the stage's
+  dilation, and an avg-down shortcut of a dilated stage does not pool.
 """
 from __future__ import annotations
 
@@ -35,6 +41,8 @@ RESNEXT_VARIANTS: dict[str, tuple[tuple[int, int, int, int], int, int]] = {
 }
 STEMS = ("standard", "deep", "deep_avgdown")
 STAGE_PLANES = (64, 128, 256, 512)
+DILATION_STYLES = ("timm", "paddleseg")
+MULTI_GRID_MODES = ("relative", "absolute")
 
 
 def _invalid(option: str, value: object, expected: str) -> ValueError:
@@ -118,24 +126,56 @@ class Bottleneck(nn.Layer):
 
 
 def _downsample(inplanes: int, outplanes: int, stride: int, dilation: int, avg_down: bool,
-                norm: Callable[[int], nn.Layer]) -> nn.Sequential:
-    """The projection shortcut: a strided 1×1 conv (v1b/c), or avg-pool then 1×1 conv (v1d)."""
+                pool_when_dilated: bool, norm: Callable[[int], nn.Layer]) -> nn.Sequential:
+    """The projection shortcut: a strided 1×1 conv (v1b/c), or avg-pool then 1×1 conv (v1d).
+
+    In a dilated stage (stride 1, dilation > 1) the v1d pool is timm's padded 2×2 stride-1 average
+    when ``pool_when_dilated``, else absent (PaddleSeg). The pool stays at index 0 either way, so
+    the conv and norm keep their names.
+    """
     if not avg_down:
         return nn.Sequential(_conv(inplanes, outplanes, 1, stride), norm(outplanes))
-    if stride == 1 and dilation == 1:
-        pool: nn.Layer = nn.Identity()
-    elif dilation == 1:
-        pool = nn.AvgPool2D(2, stride, ceil_mode=True, exclusive=True)
-    else:
+    if stride != 1:
+        pool: nn.Layer = nn.AvgPool2D(2, stride, ceil_mode=True, exclusive=True)
+    elif dilation > 1 and pool_when_dilated:
         pool = _SamePadAvgPool()
+    else:
+        pool = nn.Identity()
     return nn.Sequential(pool, _conv(inplanes, outplanes, 1), norm(outplanes))
+
+
+def _check_variant_options(stem: str, stem_channels: int, dilation_style: str, multi_grid_mode: str,
+                           multi_grid: Sequence[int] | None, layer4_blocks: int) -> None:
+    """Raise a one-line :func:`invalid_option` error for the first bad structural option."""
+    if stem not in STEMS:
+        raise _invalid("stem", stem, f"one of {', '.join(STEMS)}")
+    deep = stem != "standard"
+    if not isinstance(stem_channels, int) or isinstance(stem_channels, bool) or stem_channels < 1 or (
+        deep and stem_channels % 2
+    ):
+        expected = "a positive even integer (a deep stem's inner convs get half)" if deep else "a positive integer"
+        raise _invalid("stem_channels", stem_channels, expected)
+    if dilation_style not in DILATION_STYLES:
+        raise _invalid("dilation_style", dilation_style, f"one of {', '.join(DILATION_STYLES)}")
+    if multi_grid_mode not in MULTI_GRID_MODES:
+        raise _invalid("multi_grid_mode", multi_grid_mode, f"one of {', '.join(MULTI_GRID_MODES)}")
+    if multi_grid is not None:
+        if not isinstance(multi_grid, (list, tuple)) or not all(
+            isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in multi_grid
+        ):
+            raise _invalid("multi_grid", multi_grid, "a list of positive integers or null")
+        if len(multi_grid) != layer4_blocks:
+            raise _invalid("multi_grid", multi_grid, f"{layer4_blocks} entries, one per layer4 block")
 
 
 class ResNet(Backbone):
     """ResNet/ResNeXt returning layer1..layer4 (nominal strides 4, 8, 16, 32).
 
-    ``block`` is "basic" or "bottleneck"; ``layers`` the blocks per stage. ``multi_grid``
-    (DeepLabv3) sets every layer4 block's 3×3 dilation to layer4's dilation times its entry.
+    ``block`` is "basic" or "bottleneck"; ``layers`` the blocks per stage. ``stem_channels`` is
+    the stem's output width (a deep stem's first two convs have half of it). ``multi_grid``
+    (DeepLabv3) sets every layer4 block's 3×3 dilation: layer4's dilation times its entry
+    (``multi_grid_mode`` "relative"), or the entry itself ("absolute"). ``dilation_style`` picks
+    the timm or PaddleSeg rule for dilated stages (see the module docstring).
     """
 
     def __init__(
@@ -146,27 +186,21 @@ class ResNet(Backbone):
         cardinality: int = 1,
         base_width: int = 64,
         stem: str = "standard",
+        stem_channels: int = 64,
         output_stride: int = 32,
+        dilation_style: str = "timm",
         multi_grid: Sequence[int] | None = None,
+        multi_grid_mode: str = "relative",
         norm_momentum: float = 0.9,
         norm_eps: float = 1e-5,
         frozen_stages: int = -1,
         freeze_bn_stats: bool = False,
     ) -> None:
         super().__init__()
-        if stem not in STEMS:
-            raise _invalid("stem", stem, f"one of {', '.join(STEMS)}")
+        _check_variant_options(stem, stem_channels, dilation_style, multi_grid_mode, multi_grid, layers[3])
         check_common_options("resnet", output_stride=output_stride, norm_momentum=norm_momentum,
                              norm_eps=norm_eps, frozen_stages=frozen_stages, freeze_bn_stats=freeze_bn_stats,
                              num_stages=4)
-        if multi_grid is not None:
-            if not isinstance(multi_grid, (list, tuple)) or not all(
-                isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in multi_grid
-            ):
-                raise _invalid("multi_grid", multi_grid, "a list of positive integers or null")
-            if len(multi_grid) != layers[3]:
-                raise _invalid("multi_grid", multi_grid,
-                               f"{layers[3]} entries, one per layer4 block")
         block_cls = {"basic": BasicBlock, "bottleneck": Bottleneck}[block]
         self.frozen_stages = frozen_stages
         self.freeze_bn_stats = freeze_bn_stats
@@ -174,20 +208,22 @@ class ResNet(Backbone):
         def norm(channels: int) -> nn.BatchNorm2D:
             return nn.BatchNorm2D(channels, momentum=norm_momentum, epsilon=norm_eps)
 
-        inplanes = 64
+        inplanes = stem_channels
         if stem == "standard":
             self.conv1 = _conv(3, inplanes, 7, stride=2)
         else:  # v1c: three 3×3 convs, the last one's norm is bn1 below
+            mid = stem_channels // 2
             self.conv1 = nn.Sequential(
-                _conv(3, 32, 3, stride=2), norm(32), nn.ReLU(),
-                _conv(32, 32, 3), norm(32), nn.ReLU(),
-                _conv(32, inplanes, 3),
+                _conv(3, mid, 3, stride=2), norm(mid), nn.ReLU(),
+                _conv(mid, mid, 3), norm(mid), nn.ReLU(),
+                _conv(mid, inplanes, 3),
             )
         self.bn1 = norm(inplanes)
         self.act1 = nn.ReLU()
         self.maxpool = nn.MaxPool2D(kernel_size=3, stride=2, padding=1)
 
         avg_down = stem == "deep_avgdown"
+        timm_rule = dilation_style == "timm"
         levels = []
         net_stride, dilation, prev_dilation = 4, 1, 1
         for index, (planes, num_blocks) in enumerate(zip(STAGE_PLANES, layers)):
@@ -201,11 +237,14 @@ class ResNet(Backbone):
             for block_index in range(num_blocks):
                 downsample = None
                 if block_index == 0 and (stride != 1 or inplanes != outplanes):
-                    downsample = _downsample(inplanes, outplanes, stride, dilation, avg_down, norm)
+                    downsample = _downsample(inplanes, outplanes, stride, dilation, avg_down,
+                                             pool_when_dilated=timm_rule, norm=norm)
                 block_dilation = dilation
-                first_dilation = prev_dilation if block_index == 0 else dilation
+                first_dilation = prev_dilation if block_index == 0 and timm_rule else dilation
                 if multi_grid is not None and index == 3:
-                    block_dilation = first_dilation = dilation * multi_grid[block_index]
+                    grid = multi_grid[block_index]
+                    absolute = multi_grid_mode == "absolute"
+                    block_dilation = first_dilation = grid if absolute else dilation * grid
                 blocks.append(block_cls(
                     inplanes, planes, stride if block_index == 0 else 1, downsample,
                     block_dilation, first_dilation, norm, cardinality=cardinality, base_width=base_width,

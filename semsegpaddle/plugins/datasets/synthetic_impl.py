@@ -26,7 +26,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from semsegpaddle.core.model.interfaces import SegDataset, default_palette
+from semsegpaddle.core.data.base import SegDataset, default_palette
 
 CLASS_NAMES = ("background", "disc", "square", "triangle", "ring", "striped-bar")
 SPLITS = {"train": 0, "val": 1}

@@ -10,7 +10,9 @@ from paddle import nn
 
 from semsegpaddle.core.model.interfaces import Decoder, FeatureInfo
 from semsegpaddle.core.model.layers import ConvBNReLU, SeparableConvBNReLU, resize_to, spatial_size
-from semsegpaddle.plugins.decoders.levels import check_dropout, check_positive, check_positive_list, level_index
+from semsegpaddle.plugins.decoders.levels import (
+    check_bool, check_dropout, check_positive, check_positive_list, level_index,
+)
 
 #: ASPP rates of the paper for output stride 16; they double at output stride 8.
 _PAPER_RATES_OS16 = (6, 12, 18)
@@ -28,20 +30,41 @@ class ASPPPooling(nn.Layer):
         return resize_to(self.conv(self.pool(x)), spatial_size(x))
 
 
+def separable_conv(in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1,
+                   bias: bool = False, depthwise_relu: bool = True) -> nn.Sequential:
+    """A depthwise-separable conv-BN-ReLU; without ``depthwise_relu`` its depthwise half is conv-BN only
+    (PaddleSeg's ``SeparableConvBNReLU``). Both variants name their tensors alike (``0.0``, ``0.1``,
+    ``1.0``, ``1.1``)."""
+    if depthwise_relu:
+        return SeparableConvBNReLU(in_channels, out_channels, kernel_size, dilation, bias=bias)
+    padding = dilation * (kernel_size - 1) // 2
+    depthwise = nn.Sequential(
+        nn.Conv2D(in_channels, in_channels, kernel_size, padding=padding, dilation=dilation, groups=in_channels,
+                  bias_attr=None if bias else False),
+        nn.BatchNorm2D(in_channels),
+    )
+    return nn.Sequential(depthwise, ConvBNReLU(in_channels, out_channels, 1, bias=bias))
+
+
 class ASPP(nn.Layer):
     """Atrous spatial pyramid pooling: a 1×1 conv, one 3×3 atrous conv per rate, image pooling;
     concatenated and projected by a 1×1 conv-BN-ReLU (section 3.3 of the paper), then dropout.
 
-    ``separable`` makes the atrous branches depthwise-separable (DeepLabv3+). ``bias`` gives every
-    conv a bias except the image-pooling one, the layout of PaddleSeg's ASPP.
+    ``separable`` makes the atrous branches depthwise-separable (DeepLabv3+), with a ReLU after the
+    depthwise conv-BN unless ``depthwise_relu`` is False. ``bias`` gives every conv a bias except
+    the image-pooling one, the layout of PaddleSeg's ASPP.
     """
 
     def __init__(self, in_channels: int, channels: int, rates: list[int], dropout: float,
-                 separable: bool = False, bias: bool = False) -> None:
+                 separable: bool = False, bias: bool = False, depthwise_relu: bool = True) -> None:
         super().__init__()
-        atrous = SeparableConvBNReLU if separable else ConvBNReLU
         branches = [ConvBNReLU(in_channels, channels, 1, bias=bias)]
-        branches += [atrous(in_channels, channels, 3, rate, bias=bias) for rate in rates]
+        for rate in rates:
+            if separable:
+                branches.append(separable_conv(in_channels, channels, 3, rate, bias=bias,
+                                               depthwise_relu=depthwise_relu))
+            else:
+                branches.append(ConvBNReLU(in_channels, channels, 3, rate, bias=bias))
         branches.append(ASPPPooling(in_channels, channels))
         self.branches = nn.LayerList(branches)
         self.project = ConvBNReLU(channels * len(branches), channels, 1, bias=bias)
@@ -62,19 +85,25 @@ def aspp_rates(atrous_rates: list[int] | None, stride: int) -> list[int]:
 
 
 class DeepLabV3(Decoder):
-    """DeepLabv3 head: ASPP on one backbone level, then a 1×1 classifier."""
+    """DeepLabv3 head: ASPP on one backbone level, optionally a 3×3 conv-BN-ReLU (``refine_conv``,
+    torchvision's ``DeepLabHead``), then a 1×1 classifier."""
 
     def __init__(self, feature_info: FeatureInfo, num_classes: int, *, channels: int = 256,
                  atrous_rates: list[int] | None = None, dropout: float = 0.1, in_level: int = -1,
-                 conv_bias: bool = False) -> None:
+                 conv_bias: bool = False, refine_conv: bool = False) -> None:
         super().__init__()
         self.in_level = level_index(feature_info, "in_level", in_level)
         check_positive("channels", channels)
         check_dropout(dropout)
+        check_bool("refine_conv", refine_conv)
         level = feature_info[self.in_level]
         self.rates = aspp_rates(atrous_rates, level.stride)
         self.aspp = ASPP(level.channels, channels, self.rates, dropout, bias=conv_bias)
+        self.refine = ConvBNReLU(channels, channels, 3, bias=conv_bias) if refine_conv else None
         self.classifier = nn.Conv2D(channels, num_classes, 1)
 
     def forward(self, features: list[paddle.Tensor]) -> paddle.Tensor:
-        return self.classifier(self.aspp(features[self.in_level]))
+        x = self.aspp(features[self.in_level])
+        if self.refine is not None:
+            x = self.refine(x)
+        return self.classifier(x)

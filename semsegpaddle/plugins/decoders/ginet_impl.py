@@ -23,6 +23,8 @@ from semsegpaddle.plugins.decoders.levels import check_dropout, check_positive
 EMBEDDING_HIDDEN = 128
 #: the loss registered for the semantic-context output
 CONTEXT_LOSS = "semantic_context"
+#: how learnable class embeddings (no ``class_embeddings`` file) start: N(0, 1), or all zeros as PaddleSeg's
+EMBEDDING_INITS = {"normal": nn.initializer.Normal, "zeros": lambda: nn.initializer.Constant(0.0)}
 
 _warned_learnable = False
 
@@ -118,19 +120,32 @@ class GraphInteractionUnit(nn.Layer):
         return x + self.norm(self.extend(y)), classes
 
 
+def check_bool(option: str, value: bool) -> None:
+    """``value`` must be true or false."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{option}={value!r} must be true or false")
+
+
 class GINetHead(Decoder):
     """GINet head: optional JPU over the last three levels, 3×3 conv-BN-ReLU to ``channels``, the GI
     unit, dropout and a 1×1 classifier. In training it also returns semantic-context logits
-    (N×num_classes): each updated class node scored against a learned per-class centroid."""
+    (N×num_classes): each updated class node scored against a learned per-class centroid (the centroids
+    exist only when ``context_weight`` > 0)."""
 
     def __init__(self, feature_info: FeatureInfo, num_classes: int, *, channels: int = 512, num_state: int = 256,
                  num_node: int = 84, class_embeddings: Path | None = None, embedding_dim: int = 300,
-                 jpu: bool = True, jpu_width: int = 512, dropout: float = 0.1, context_weight: float = 0.2,
-                 conv_bias: bool = False) -> None:
+                 embedding_init: str = "normal", train_embeddings: bool = True, jpu: bool = True,
+                 jpu_width: int = 512, jpu_deepest_first: bool = False, jpu_align_corners: bool = False,
+                 dropout: float = 0.1, context_weight: float = 0.2, conv_bias: bool = False) -> None:
         super().__init__()
         for option, value in (("channels", channels), ("num_state", num_state), ("num_node", num_node),
                               ("embedding_dim", embedding_dim), ("jpu_width", jpu_width)):
             check_positive(option, value)
+        for option, value in (("train_embeddings", train_embeddings), ("jpu_deepest_first", jpu_deepest_first),
+                              ("jpu_align_corners", jpu_align_corners)):
+            check_bool(option, value)
+        if embedding_init not in EMBEDDING_INITS:
+            raise ValueError(f"embedding_init={embedding_init!r} must be one of {', '.join(EMBEDDING_INITS)}")
         if num_state < 2:  # the interaction's query and key have num_state // 2 channels
             raise ValueError(f"num_state={num_state} must be at least 2")
         check_dropout(dropout)
@@ -139,8 +154,10 @@ class GINetHead(Decoder):
         if jpu and len(feature_info) < 3:
             raise ValueError(f"jpu=True needs three backbone levels, the backbone returns {len(feature_info)}")
         self.num_classes = num_classes
-        self._init_embeddings(class_embeddings, num_classes, embedding_dim)  # first: a bad file fails fast
-        self.jpu = JPU(feature_info.channels[-3:], jpu_width, conv_bias=conv_bias) if jpu else None
+        # first: a bad file fails fast
+        self._init_embeddings(class_embeddings, num_classes, embedding_dim, embedding_init, train_embeddings)
+        self.jpu = JPU(feature_info.channels[-3:], jpu_width, conv_bias=conv_bias, deepest_first=jpu_deepest_first,
+                       align_corners=jpu_align_corners) if jpu else None
         in_channels = self.jpu.out_channels if jpu else feature_info[-1].channels
         width = self.embeddings.shape[1]
         self.embed = nn.Sequential(
@@ -151,22 +168,27 @@ class GINetHead(Decoder):
         self.interaction = GraphInteractionUnit(channels, num_state, num_node, num_classes, conv_bias)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Conv2D(channels, num_classes, 1)
-        self.context_centroids = self.create_parameter([num_state, num_classes])
+        if context_weight > 0:
+            self.context_centroids = self.create_parameter([num_state, num_classes])
         self.aux_weights = (context_weight,) if context_weight > 0 else ()
         self.aux_losses = (CONTEXT_LOSS,) if context_weight > 0 else ()
 
-    def _init_embeddings(self, path: str | Path | None, num_classes: int, dim: int) -> None:
+    def _init_embeddings(self, path: str | Path | None, num_classes: int, dim: int, init: str,
+                         trainable: bool) -> None:
         global _warned_learnable
         if path is not None:
             # fixed linguistic knowledge: a buffer, saved with the model but never trained
             self.register_buffer("embeddings", paddle.to_tensor(load_class_embeddings(path, num_classes)))
             return
-        if not _warned_learnable:
+        if trainable and not _warned_learnable:
             _warned_learnable = True
-            warnings.warn("GINet: no class_embeddings file given, so the class embeddings are learnable "
-                          "parameters initialised at random (the paper uses fixed word embeddings)",
+            start = "at random" if init == "normal" else "at zero"
+            warnings.warn(f"GINet: no class_embeddings file given, so the class embeddings are learnable "
+                          f"parameters initialised {start} (the paper uses fixed word embeddings)",
                           UserWarning, stacklevel=4)
-        self.embeddings = self.create_parameter([num_classes, dim], default_initializer=nn.initializer.Normal())
+        # a parameter even when frozen (as PaddleSeg keeps it), so its checkpoints' embeddings load into it
+        self.embeddings = self.create_parameter([num_classes, dim], default_initializer=EMBEDDING_INITS[init]())
+        self.embeddings.stop_gradient = not trainable
 
     def forward(self, features: list[paddle.Tensor]) -> paddle.Tensor | list[paddle.Tensor]:
         x = self.jpu(features[-3:]) if self.jpu is not None else features[-1]

@@ -1,6 +1,6 @@
 """A run report: the best checkpoint re-evaluated on the validation split, as one HTML page.
 
-The page (see :mod:`semsegpaddle.core.inference.report_html`) shows the metrics, per-class IoU,
+The page (see :mod:`semsegpaddle.core.engine.report_html`) shows the metrics, per-class IoU,
 the row-normalised confusion matrix, the curves of ``train_log.jsonl`` / ``eval_log.jsonl`` and
 the N validation images the model does worst on (by per-image mIoU, or by pixel error). Inference
 uses the config's inference mode through one :class:`Segmenter`; only the N worst images are kept
@@ -24,7 +24,7 @@ from semsegpaddle.core.common.atomic import write_text_atomic
 from semsegpaddle.core.engine.run_folder import BEST, EVAL_LOG, TRAIN_LOG
 from semsegpaddle.core.common.errors import SemsegError
 from semsegpaddle.core.inference.metrics import ConfusionMatrix, Metrics, compute_metrics
-from semsegpaddle.core.inference.report_html import Curve, ReportPage, Sample, render
+from semsegpaddle.core.engine.report_html import Curve, ReportPage, Sample, render
 
 REPORT = "report.html"
 RANKINGS = ("miou", "error")
@@ -59,7 +59,7 @@ def report_run(run_dir: str | Path, overrides: Iterable[str] = (), *, worst: int
                split: str | None = None) -> ReportResult:
     """Write ``RUN_DIR/report.html`` for the run's best checkpoint with the config stored in it
     (``overrides`` on top, e.g. ``dataset.root=...`` when the data moved)."""
-    from semsegpaddle.api import resolve_config
+    from semsegpaddle.core.engine.restore import resolve_config
 
     folder = check_run_folder(run_dir)
     config, weights = resolve_config(None, list(overrides), folder / BEST)
@@ -73,10 +73,10 @@ def write_report(config: dict[str, Any], run_dir: str | Path, weights: str | Pat
     ``paddle-inference`` with ``model_dir``) on the config's validation split (or ``split``) and
     write ``run_dir/report.html`` atomically; the curves come from the logs in ``run_dir`` (a note
     says so when there are none)."""
-    from semsegpaddle.api import load_backend
+    from semsegpaddle.core.engine.restore import load_backend
     from semsegpaddle.core.data.datasets import create_dataset
     from semsegpaddle.core.engine.trainer import setup_runtime
-    from semsegpaddle.core.inference.modes import InferenceMode, Segmenter
+    from semsegpaddle.core.inference.segmenter import InferenceMode, Segmenter
 
     if worst < 0:
         raise SemsegError(f"--worst: expected a number of images ≥ 0, got {worst}")
@@ -222,7 +222,7 @@ def normalised_rows(matrix: ConfusionMatrix) -> list[list[float]]:
 
 
 def _palette(dataset: Any) -> np.ndarray:
-    from semsegpaddle.core.model.interfaces import default_palette
+    from semsegpaddle.core.data.base import default_palette
 
     palette = getattr(dataset, "palette", None)
     palette = np.asarray(palette if palette is not None else default_palette(dataset.num_classes), dtype=np.uint8)
