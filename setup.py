@@ -34,8 +34,12 @@ setup(
         "onnx": ["paddle2onnx>=2.0", "onnxruntime>=1.17"],
         "visualdl": ["visualdl>=2.5"],
         "test": ["pytest>=7", "paddlepaddle>=3.0", "setuptools>=70", "wheel", "paddle2onnx>=2.0", "onnxruntime>=1.17",
-                 "cityscapesscripts>=2.2", "visualdl>=2.5", "playwright>=1.40"],
-        "reference": ["torch==2.14.1", "torchvision==0.29.1", "timm>=1.0"],
+                 "cityscapesscripts>=2.2", "visualdl>=2.5", "playwright>=1.40", "import-linter>=2.0",
+                 "mkdocs-material>=9.5", "mkdocs-click>=0.8"],
+        # PaddleSeg 2.8 itself is installed with --no-deps (its pinned opencv-python needs numpy 1);
+        # these are the packages it imports
+        "reference": ["torch==2.14.1", "torchvision==0.29.1", "timm>=1.0", "filelock", "prettytable",
+                      "scikit-learn", "scipy"],
     },
     entry_points={
         "console_scripts": ["semseg = semsegpaddle.cli:main"],

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from semsegpaddle.core.common.errors import SemsegError
 
 if TYPE_CHECKING:  # pragma: no cover - names for annotations only
-    from semsegpaddle.core.config.loader import Config
     from semsegpaddle.core.engine.trainer import TrainResult
     from semsegpaddle.core.inference.metrics import Metrics
     from semsegpaddle.core.model.assembly import SegmentationModel
@@ -28,7 +27,7 @@ __all__ = ["SemsegError", "BackendOptionError", "TrainingStopped", "load_config"
            "launch_training", "evaluate", "predict", "load_model", "load_backend", "check_backend_options",
            "resolve_config", "checkpoint_labels", "default_weights", "export", "score_predictions",
            "score_prediction_folder", "write_metrics", "write_json", "write_report", "report_run",
-           "convert_weights", "convert_model_weights", "is_backbone"]
+           "convert_weights", "convert_model_weights", "is_backbone", "is_url"]
 
 #: public names defined in the core, served on first access (each a light import or a paddle one)
 _FORWARDED = {
@@ -46,6 +45,7 @@ _FORWARDED = {
     "resolve_config": "semsegpaddle.core.engine.restore",
     "checkpoint_labels": "semsegpaddle.core.engine.restore",
     "default_weights": "semsegpaddle.core.engine.restore",
+    "is_url": "semsegpaddle.core.engine.restore",
     "write_report": "semsegpaddle.core.engine.report",
     "report_run": "semsegpaddle.core.engine.report",
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import sys
 import warnings
+from pathlib import Path
 from typing import Any, Sequence
 
 import click
@@ -488,6 +489,8 @@ def convert_weights(target: str, source: str, destination: str, options: tuple[s
     \b
     Example: semseg convert-weights resnet resnet50d.safetensors r50d.safetensors -o stem=deep_avgdown
     """
+    if not api.is_url(source) and not Path(source).is_file():
+        raise click.BadParameter(f"file {source!r} does not exist", param_hint="'SOURCE'")
     if api.is_backbone(target):
         report = api.convert_weights(target, source, destination, options, allow_missing=allow_missing)
         click.echo(report.summary())

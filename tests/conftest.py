@@ -37,3 +37,18 @@ def plugin_site(tmp_path_factory):
     root = tmp_path_factory.mktemp("packages")
     flaky = write_package(root, "semseg-flaky-data", {"plugin": FLAKY_DATASET}, {"flaky": "plugin"})
     return pip_install(root / "site", EXAMPLE, flaky)
+
+
+@pytest.fixture
+def import_plugins():
+    """Plugins = the installed ones + ImportPlugin (components that import an "other" framework's weights)."""
+    from tests.helpers.foreign import ImportPlugin
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        state = plugin_module.new_state(plugins=[(ImportPlugin(), "import-test")])
+    plugin_module.reset_plugins(state)
+    try:
+        yield state
+    finally:
+        plugin_module.reset_plugins(None)

@@ -6,13 +6,12 @@ import warnings
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from safetensors.numpy import load_file, save_file
 
-from semsegpaddle.cli import cli
 from semsegpaddle.core.plugin import manager as plugin_module
 
 from tests.helpers.tiny import TinyPlugin
+from tests.helpers.cli import invoke
 
 TINY = ["model.backbone.name=tiny", "model.decoder.channels=16", "dataset.name=two_squares",
         "train.crop_size=[32,32]", "train.scale_range=[1.0,1.0]", "train.batch_size=2", "train.iters=2",
@@ -27,7 +26,7 @@ def world(tmp_path_factory):
         plugin_module.reset_plugins(plugin_module.new_state(plugins=[(TinyPlugin(), "tiny-test")]))
     root = tmp_path_factory.mktemp("world")
     run = root / "run"
-    result = CliRunner().invoke(cli, ["train", *TINY, f"runtime.output_dir={run}"])
+    result = invoke("train", *TINY, f"runtime.output_dir={run}")
     assert result.exit_code == 0, result.output
     files = root / "files"
     files.mkdir()
@@ -152,7 +151,7 @@ def test_bad_input(world, name, argv, culprit, codes):
     paths = {k: str(v) for k, v in world.items()}
     args = [a.format(**paths) for a in argv]
     before = folder_state(world["run"])
-    result = CliRunner().invoke(cli, args)
+    result = invoke(*args)
     assert result.exit_code in codes, (result.exit_code, result.output, result.exception)
     assert isinstance(result.exception, SystemExit), f"unhandled {result.exception!r}"
     assert "Traceback" not in result.output

@@ -17,6 +17,7 @@ from semsegpaddle.core.plugin.build import build_component
 from semsegpaddle.core.config.loader import load_config, load_yaml, resolve_config_path
 from semsegpaddle.core.common.errors import ConfigError
 from semsegpaddle.core.config.schema import SCHEMA
+from tests.helpers.cli import invoke
 
 BASE = "synthetic_deeplabv3"
 
@@ -184,8 +185,8 @@ def test_synonym_in_a_file(tmp_path):
 def test_convert_weights_refuses_an_unknown_option(tmp_path):
     source = tmp_path / "w.safetensors"
     source.write_bytes(b"not read: the options are checked first")
-    result = CliRunner().invoke(cli, ["convert-weights", "resnet", str(source), str(tmp_path / "out.safetensors"),
-                                      "-o", "depht=50"])
+    result = invoke("convert-weights", "resnet", str(source), str(tmp_path / "out.safetensors"),
+                                      "-o", "depht=50")
     assert result.exit_code == 1
     [line] = [line for line in result.output.splitlines() if line.strip()]
     assert line.startswith("Error: unknown option 'depht' for backbone 'resnet' (did you mean 'depth'?); "
@@ -209,13 +210,13 @@ def test_required_option_missing_names_key_component_and_file(tmp_path, inputs_p
         load_config(BASE, ["dataset.name=needs_root"])
     # other configs, and the same one with the key set, still load and print
     assert load_config(BASE)["dataset"]["name"] == "synthetic"
-    result = CliRunner().invoke(cli, ["config", str(chooser), "dataset.root=/data"])
+    result = invoke("config", str(chooser), "dataset.root=/data")
     assert result.exit_code == 0, result.output
     assert "  root: /data\n" in result.output and "  labels: null\n" in result.output
 
 
 def test_required_option_is_listed_as_required(inputs_plugin):
-    result = CliRunner().invoke(cli, ["list", "dataset", "--pattern", "needs_*"])
+    result = invoke("list", "dataset", "--pattern", "needs_*")
     assert result.exit_code == 0, result.output
     assert "root: path (required)  — dataset folder" in result.output
     assert "labels: path | None = None" in result.output
@@ -261,7 +262,7 @@ def test_plugin_configs_resolve_by_name_and_in_base(tmp_path, inputs_plugin, mon
     assert resolve_config_path(BASE).parent.name == "configs" and resolve_config_path(BASE).parent != folder
     assert any(m.startswith(f"plugin 'inputs-test': config '{BASE}' is registered twice: plugin 'semsegpaddle'")
                for m in caught)
-    listed = CliRunner().invoke(cli, ["config", "--list"])
+    listed = invoke("config", "--list")
     rows = {line.split()[0]: line for line in listed.output.splitlines()}
     assert "[plugin inputs-test]" in rows["inputs_demo"] and "[semsegpaddle " in rows[BASE]
 

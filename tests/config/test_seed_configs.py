@@ -4,10 +4,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from click.testing import CliRunner
 
-from semsegpaddle.cli import cli
 from semsegpaddle.core.config.loader import load_config, packaged_configs, resolve_config_path
+from tests.helpers.cli import invoke
 
 SEED = [f"{decoder}_r101_{dataset}" for decoder in ("pspnet", "glore", "ginet", "deeplabv3")
         for dataset in ("cityscapes", "pascal_context")]
@@ -19,7 +18,7 @@ def test_every_seed_config_is_packaged():
 
 @pytest.mark.parametrize("name", packaged_configs())
 def test_every_packaged_config_validates_through_the_cli(name):
-    result = CliRunner().invoke(cli, ["config", name])
+    result = invoke("config", name)
     assert result.exit_code == 0, result.output
     assert "backbone:" in result.output and "loss:" in result.output
 

@@ -15,7 +15,7 @@ from semsegpaddle.core.data.file_dataset import FileDataset
 from semsegpaddle.core.data.labels import LabelMapping
 from semsegpaddle.core.common.errors import DataError
 
-from tests.helpers.packages import semseg
+from tests.helpers.cli import semseg
 
 COUNT, HEIGHT, WIDTH = 6, 40, 56
 

@@ -14,7 +14,6 @@ import warnings
 import numpy as np
 import paddle
 import pytest
-from click.testing import CliRunner
 from paddle import nn
 from safetensors.numpy import load_file
 
@@ -31,6 +30,7 @@ from semsegpaddle.core.model.interfaces import Decoder
 from semsegpaddle.core.plugin import manager as plugin_module
 
 from tests.helpers.tiny import TINY_CONFIG, TinyPlugin
+from tests.helpers.cli import invoke
 
 
 
@@ -417,9 +417,7 @@ def test_progress_bar_shows_loss_lr_rate_eta_and_data_wait_and_the_log_times_ste
 
 
 def test_config_shows_every_engine_option_with_its_default():
-    from semsegpaddle.cli import cli
-
-    result = CliRunner().invoke(cli, ["config"])
+    result = invoke("config")
     assert result.exit_code == 0, result.output
     for line in ["  nesterov: false", "  schedule: poly", "  end_lr: 0.0", "  lr_steps: []", "  lr_gamma: 0.1",
                  "  backbone_lr_mult: 1.0", "  decay_norm_bias: true", "  accumulate: 1", "  clip_grad_norm: 0.0",

@@ -15,7 +15,7 @@ from safetensors.numpy import load_file
 from semsegpaddle.core.engine.amp import autocast_works
 from semsegpaddle.core.engine.checkpoint import read_metadata
 
-from tests.helpers.packages import plugin_env, semseg
+from tests.helpers.cli import plugin_env, semseg
 
 ITERS = 600
 ARGS = ["model.backbone.name=tiny_cnn", "model.backbone.width=4", "model.decoder.name=simple_fcn",

@@ -16,7 +16,7 @@ from semsegpaddle.core.engine.checkpoint import read_metadata
 from semsegpaddle.core.common.errors import DataError
 from semsegpaddle.core.data.base import SegDataset
 
-from tests.helpers.packages import semseg
+from tests.helpers.cli import semseg
 
 TINY = ["model.backbone.name=tiny_cnn", "model.backbone.width=8", "model.decoder.name=simple_fcn",
         "model.decoder.channels=8", "train.crop_size=[32,32]", "train.scale_range=[1.0,1.0]",
@@ -167,7 +167,7 @@ def test_data_parallel_counts_the_replacements_of_every_process(plugin_site, tmp
     import sys
 
     import semsegpaddle.cli
-    from tests.helpers.packages import plugin_env
+    from tests.helpers.cli import plugin_env
 
     run = tmp_path / "run"
     # 8 samples, 2 per process and step: each 2-step epoch draws the bad sample in one of the processes

@@ -11,7 +11,7 @@ import pytest
 
 from semsegpaddle.core.engine.checkpoint import read_metadata
 
-from tests.helpers.packages import plugin_env, semseg
+from tests.helpers.cli import plugin_env, semseg
 
 TINY = ["model.backbone.name=tiny_cnn", "model.backbone.width=8", "model.decoder.name=simple_fcn",
         "model.decoder.channels=8", "train.crop_size=[32,32]", "train.scale_range=[1.0,1.0]",

@@ -1,11 +1,12 @@
 """Build and pip-install small plugin packages for tests that need a real installed distribution."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+from tests.helpers.cli import semseg
 
 REPO = Path(__file__).parents[2]
 EXAMPLE = REPO / "examples" / "semseg-example-plugin"
@@ -31,19 +32,6 @@ def pip_install(target: Path, *sources: Path) -> Path:
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
                     "--target", str(target), *map(str, sources)], check=True, capture_output=True)
     return target
-
-
-def semseg(site: Path | None, *args: str, cwd: Path | None = None, timeout: float = 600,
-           **popen: object) -> subprocess.CompletedProcess:
-    """Run ``python -m semsegpaddle.cli ARGS`` with the packages of ``site`` importable."""
-    return subprocess.run([sys.executable, "-m", "semsegpaddle.cli", *args], env=plugin_env(site), cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, **popen)
-
-
-def plugin_env(site: Path | None) -> dict[str, str]:
-    """The environment of a subprocess that sees the packages installed in ``site``."""
-    paths = [str(site)] if site else []
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")])}
 
 
 FLAKY_DATASET = '''

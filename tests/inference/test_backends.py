@@ -23,6 +23,7 @@ from semsegpaddle.core.model.assembly import build_model
 from semsegpaddle.core.plugin.manager import list_components
 
 from tests.cli.test_cli import TINY
+from tests.helpers.cli import invoke
 
 PALETTE = np.array([[0, 0, 0], [200, 0, 0], [0, 200, 0]], np.uint8)
 #: the installed decoders on a ResNet-18, plus one backbone that resizes inside (HRNet)
@@ -225,8 +226,8 @@ def test_bf16_gives_the_float32_masks_within_bfloat16_rounding(trained_and_expor
     metrics = {}
     for precision in ("fp32", "bf16"):
         out = tmp_path / f"{precision}.json"
-        result = CliRunner().invoke(cli, ["eval", *args, "--backend", "paddle-inference", "--model-dir",
-                                          str(exported), "--precision", precision, "--out", str(out)])
+        result = invoke("eval", *args, "--backend", "paddle-inference", "--model-dir",
+                                          str(exported), "--precision", precision, "--out", str(out))
         assert result.exit_code == 0, result.output
         metrics[precision] = json.loads(out.read_text())["mIoU"]
     assert metrics["bf16"] == pytest.approx(metrics["fp32"], abs=0.02)

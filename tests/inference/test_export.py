@@ -6,26 +6,25 @@ import json
 import numpy as np
 import paddle
 import pytest
-from click.testing import CliRunner
 
 from semsegpaddle.api import load_model
-from semsegpaddle.cli import cli
 from semsegpaddle.core.common.errors import SemsegError
 from semsegpaddle.core.inference.export import export_model
 
 from tests.cli.test_cli import TINY
+from tests.helpers.cli import invoke
 
 
 @pytest.fixture
 def trained(tmp_path, tiny_plugins):
     args = [*TINY, "train.iters=2", f"runtime.output_dir={tmp_path / 'run'}"]
-    assert CliRunner().invoke(cli, ["train", *args]).exit_code == 0
+    assert invoke("train", *args).exit_code == 0
     return args
 
 
 def test_export_runs_at_any_size_and_matches_the_model(trained, tmp_path):
     out = tmp_path / "exported"
-    result = CliRunner().invoke(cli, ["export", *trained, "--output", str(out)])
+    result = invoke("export", *trained, "--output", str(out))
     assert result.exit_code == 0, result.output
     assert "64x64" in result.output and "48x80" in result.output
     info = json.loads((out / "export_info.json").read_text())
@@ -44,7 +43,7 @@ def test_failed_check_keeps_the_previous_export(trained, tmp_path):
     from semsegpaddle.api import load_config
 
     out = tmp_path / "exported"
-    assert CliRunner().invoke(cli, ["export", *trained, "--output", str(out)]).exit_code == 0
+    assert invoke("export", *trained, "--output", str(out)).exit_code == 0
     before = (out / "model.pdiparams").read_bytes()
     model = load_model(load_config(None, trained))
     with pytest.raises(SemsegError, match="export check failed"):
@@ -57,7 +56,7 @@ def test_onnx_export_is_checked_with_onnxruntime(trained, tmp_path):
     pytest.importorskip("paddle2onnx")
     onnxruntime = pytest.importorskip("onnxruntime")
     out = tmp_path / "exported"
-    result = CliRunner().invoke(cli, ["export", *trained, "--output", str(out), "--onnx"])
+    result = invoke("export", *trained, "--output", str(out), "--onnx")
     assert result.exit_code == 0, result.output
     info = json.loads((out / "export_info.json").read_text())
     assert {"onnx 64x64", "onnx 48x80"} <= set(info["verified_max_abs_error"])
@@ -77,7 +76,7 @@ def test_onnx_without_its_packages_names_the_extra(trained, tmp_path, monkeypatc
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_onnx)
-    result = CliRunner().invoke(cli, ["export", *trained, "--output", str(tmp_path / "e"), "--onnx"])
+    result = invoke("export", *trained, "--output", str(tmp_path / "e"), "--onnx")
     assert result.exit_code == 1 and "pip install 'semsegpaddle[onnx]'" in result.output
     assert not (tmp_path / "e").exists()
 
@@ -100,11 +99,11 @@ def test_predict_and_export_need_no_dataset_on_disk(trained, tmp_path, monkeypat
     assert meta["class_names"] == ["background", "bright", "dark"] and meta["num_classes"] == 3
     image = tmp_path / "in.png"
     Image.fromarray(np.full((20, 24, 3), 30, np.uint8)).save(image)
-    result = CliRunner().invoke(cli, ["predict", str(image), "--output", str(tmp_path / "pred"),
-                                      *[f"--config={a}" for a in trained]])
+    result = invoke("predict", str(image), "--output", str(tmp_path / "pred"),
+                                      *[f"--config={a}" for a in trained])
     assert result.exit_code == 0, result.output
     palette = np.array(Image.open(tmp_path / "pred" / "in.png").getpalette()[:9]).reshape(3, 3)
     assert (palette == default_palette(3)).all()
-    result = CliRunner().invoke(cli, ["export", *trained, "--output", str(tmp_path / "exp")])
+    result = invoke("export", *trained, "--output", str(tmp_path / "exp"))
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "exp" / "export_info.json").read_text())["class_names"][2] == "dark"

@@ -19,6 +19,7 @@ from semsegpaddle.core.common.atomic import atomic_path, staging_dir, write_text
 from semsegpaddle.core.common.errors import DataError, SemsegError
 from semsegpaddle.core.data.image_io import read_image, read_label
 from semsegpaddle.core.inference.prediction import output_names, predict_files
+from tests.helpers.cli import invoke
 
 #: a small real model from the built-in plugins, so the real CLI in a subprocess can build it
 SMALL_RUN = ["model.backbone.name=resnet", "model.backbone.depth=18", "model.decoder.channels=16",
@@ -177,14 +178,13 @@ def test_a_given_config_or_override_wins_over_the_stored_one(run_dir, tmp_path):
 
 def test_a_checkpoint_without_a_config_asks_for_one(tmp_path, tiny_plugins):
     from semsegpaddle.api import config_from_dict, create_model
-    from semsegpaddle.cli import cli
     from semsegpaddle.core.engine.checkpoint import save_weights
 
     from tests.helpers.tiny import TINY_CONFIG
 
     save_weights(create_model(config_from_dict(TINY_CONFIG)), tmp_path / "bare.safetensors")
-    result = CliRunner().invoke(cli, ["predict", str(tmp_path / "bare.safetensors"), "--weights",
-                                      str(tmp_path / "bare.safetensors"), "--output", str(tmp_path / "o")])
+    result = invoke("predict", str(tmp_path / "bare.safetensors"), "--weights",
+                                      str(tmp_path / "bare.safetensors"), "--output", str(tmp_path / "o"))
     assert result.exit_code == 1
     assert result.output.strip() == (f"Error: {tmp_path / 'bare.safetensors'}: the checkpoint stores no config; "
                                      f"give the config it was trained with")

@@ -12,10 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from semsegpaddle.api import train
-from semsegpaddle.cli import cli
 from semsegpaddle.core.config.loader import config_from_dict
 from semsegpaddle.core.inference.segmenter import InferenceMode
 from semsegpaddle.core.engine.report import REPORT, predict_split, report_run
@@ -23,6 +21,7 @@ from semsegpaddle.core.engine.report_html import SECTIONS
 from semsegpaddle.core.plugin import manager as plugin_module
 
 from tests.helpers.tiny import TINY_CONFIG, TinyPlugin
+from tests.helpers.cli import invoke
 
 CHROMIUM = Path("/usr/bin/chromium")
 WORST = 3
@@ -214,8 +213,8 @@ def test_worst_images_are_ranked_by_image_miou_and_the_matrix_sums_all():
 
 def test_eval_report_writes_the_page_where_there_are_no_logs(tiny_run, tmp_path, tiny_plugins):
     run, _ = tiny_run
-    result = CliRunner().invoke(cli, ["eval", str(run / "config.yaml"), f"runtime.output_dir={tmp_path}",
-                                      "--weights", str(run / "model_best.safetensors"), "--report"])
+    result = invoke("eval", str(run / "config.yaml"), f"runtime.output_dir={tmp_path}",
+                                      "--weights", str(run / "model_best.safetensors"), "--report")
     assert result.exit_code == 0, result.output
     assert f"report written to {tmp_path / REPORT}" in result.output
     saved = json.loads((tmp_path / "eval_metrics.json").read_text())

@@ -39,7 +39,7 @@ def paddle_state() -> dict:
     return state
 
 
-def torch_state() -> "collections.OrderedDict":
+def torch_state() -> dict:
     """A small torch module's state dict with random BN statistics and tensors of many dtypes and
     layouts: transposed (non-contiguous), a view at an offset into a shared storage, half, bfloat16."""
     torch.manual_seed(0)
@@ -255,6 +255,37 @@ def test_file_that_would_run_code_is_refused(tmp_path, kind, suffix):
     assert {"system": "system", "open": "io.open", "eval": "builtins.eval"}[kind] in message
     assert "\n" not in message
     assert not sentinel.exists()
+
+
+def dict_with(value_opcodes: bytes) -> bytes:
+    """A protocol-2 pickle of ``{'w': <value built by value_opcodes>}``."""
+    return b"\x80\x02}X\x01\x00\x00\x00w" + value_opcodes + b"s."
+
+
+@pytest.mark.parametrize("value, refused", [
+    # BUILD on an allowed function: would change the reader's shared stand-in
+    (b"c_codecs\nencode\n}X\x0c\x00\x00\x00__defaults__)sb", "it asks to change the reader's own StandIn object"),
+    # numpy.ndarray called directly (shape, dtype, buffer, offset, strides) instead of via _reconstruct
+    (b"cnumpy\nndarray\n(K\x04\x85X\x02\x00\x00\x00f4tR", "it asks to construct numpy.ndarray directly"),
+    # a storage persistent id in a Paddle pickle
+    (b"(X\x07\x00\x00\x00storageK\x00tQ", "it asks for external data (a persistent id)"),
+])
+def test_crafted_pickles_cannot_reach_beyond_tensors(tmp_path, value, refused):
+    path = tmp_path / "crafted.pdparams"
+    path.write_bytes(dict_with(value))
+    with pytest.raises(SemsegError) as error:
+        read_weights(path)
+    assert str(error.value) == f"{path}: refused to load: {refused} (only tensors are read)"
+
+
+def test_numpy_dtype_objects_are_private_copies(tmp_path):
+    """A pickle's BUILD sets the state of the dtype it made: numpy's shared float32 stays intact."""
+    float32 = np.dtype("float32")
+    path = tmp_path / "model.pdparams"
+    weights = np.arange(4, dtype=np.float32)
+    path.write_bytes(pickle.dumps({"w": weights}, protocol=2))
+    assert read_weights(path)["w"].tobytes() == weights.tobytes()
+    assert np.dtype("float32") is float32 and float32.byteorder == "=" and float32.itemsize == 4
 
 
 def test_whole_torch_module_is_refused(tmp_path):

@@ -6,16 +6,15 @@ import json
 import numpy as np
 import paddle
 import pytest
-from click.testing import CliRunner
 from safetensors.numpy import load_file, save_file
 
 from semsegpaddle.api import create_backbone, create_model
-from semsegpaddle.cli import cli
 from semsegpaddle.core.config.loader import load_config
 from semsegpaddle.core.common.errors import SemsegError
 from semsegpaddle.core.model.weights import read_checkpoint, torch_to_paddle_names
 
 from tests.helpers.parity import compare_features, torch_state_numpy
+from tests.helpers.cli import invoke
 
 torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
@@ -39,7 +38,7 @@ def timm_resnet18(tmp_path_factory):
 def test_convert_weights_cli_reports_and_output_matches_reference(timm_resnet18, tmp_path):
     reference, source = timm_resnet18
     target = tmp_path / "r18.safetensors"
-    result = CliRunner().invoke(cli, ["convert-weights", "resnet", str(source), str(target), "-o", "depth=18"])
+    result = invoke("convert-weights", "resnet", str(source), str(target), "-o", "depth=18")
     assert result.exit_code == 0, result.output
     ours = create_backbone("resnet", depth=18)
     assert f"loaded {len(ours.state_dict())} tensors" in result.output and "missing" not in result.output
@@ -57,7 +56,7 @@ def test_convert_weights_cli_reports_and_output_matches_reference(timm_resnet18,
 def test_convert_to_the_wrong_architecture_names_missing_keys(timm_resnet18, tmp_path):
     _, source = timm_resnet18
     target = tmp_path / "r34.safetensors"
-    result = CliRunner().invoke(cli, ["convert-weights", "resnet", str(source), str(target), "-o", "depth=34"])
+    result = invoke("convert-weights", "resnet", str(source), str(target), "-o", "depth=34")
     assert result.exit_code == 1
     assert "cannot convert to backbone 'resnet'" in result.output and "missing (" in result.output
     assert not target.exists()  # nothing half-written
@@ -96,7 +95,7 @@ def test_pretrained_key_loads_the_backbone(timm_resnet18, tmp_path, converted):
     path = source
     if converted:
         path = tmp_path / "r18.safetensors"
-        assert CliRunner().invoke(cli, ["convert-weights", "resnet", str(source), str(path), "-o", "depth=18"]).exit_code == 0
+        assert invoke("convert-weights", "resnet", str(source), str(path), "-o", "depth=18").exit_code == 0
     model = create_model(_config(tmp_path, path))
     expected = torch_to_paddle_names(torch_state_numpy(reference))
     for key in ("conv1.weight", "layer4.1.bn2._variance", "layer2.0.downsample.0.weight"):
@@ -106,11 +105,11 @@ def test_pretrained_key_loads_the_backbone(timm_resnet18, tmp_path, converted):
 def test_converted_checkpoint_trains_through_the_cli(timm_resnet18, tmp_path):
     _, source = timm_resnet18
     path = tmp_path / "r18.safetensors"
-    CliRunner().invoke(cli, ["convert-weights", "resnet", str(source), str(path), "-o", "depth=18"])
+    invoke("convert-weights", "resnet", str(source), str(path), "-o", "depth=18")
     args = ["model.backbone.name=resnet", "model.backbone.depth=18", f"model.backbone.pretrained={path}", "train.iters=2", "train.batch_size=2", "train.crop_size=[48,48]",
             "dataset.image_size=48", "dataset.num_train=4", "dataset.num_val=2", "runtime.progress=false",
             "runtime.threads=2", f"runtime.output_dir={tmp_path / 'run'}"]
-    result = CliRunner().invoke(cli, ["train", *args])
+    result = invoke("train", *args)
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["pixels"] > 0
 

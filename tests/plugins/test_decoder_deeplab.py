@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
 
-from semsegpaddle.cli import cli
 from semsegpaddle.core.model.interfaces import FeatureInfo, FeatureLevel
 
+from tests.helpers.cli import invoke
 from tests.helpers.decoder_checks import (
     RESNET50_OS8, assert_every_parameter_learns, assert_exports, build, count_parameters, entry_point_module,
     import_without_paddle, overfit, resnet18_features, small_info, train_through_cli,
@@ -107,7 +106,7 @@ def test_bad_options_name_the_option(name, options, message):
 
 
 def test_listed_with_their_options():
-    result = CliRunner().invoke(cli, ["list", "decoder", "--json"])
+    result = invoke("list", "decoder", "--json")
     assert result.exit_code == 0, result.output
     rows = {r["name"]: {o["name"]: o for o in r["options"]} for r in json.loads(result.output)}
     aspp = {"channels", "atrous_rates", "dropout", "in_level", "conv_bias"}
@@ -115,7 +114,7 @@ def test_listed_with_their_options():
     assert set(rows["deeplabv3p"]) == aspp | {"low_level", "low_level_channels", "decoder_channels", "separable"}
     assert rows["deeplabv3p"]["separable"]["default"] is True
     assert rows["deeplabv3p"]["low_level_channels"]["default"] == 48
-    text = CliRunner().invoke(cli, ["list", "decoder"]).output
+    text = invoke("list", "decoder").output
     for name in ("deeplabv3", "deeplabv3p"):
         assert f"  {name}  [plugin {name}, semsegpaddle" in text
     assert "separable: bool = True" in text

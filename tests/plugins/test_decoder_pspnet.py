@@ -5,12 +5,11 @@ import json
 import math
 
 import pytest
-from click.testing import CliRunner
 
-from semsegpaddle.cli import cli
 from semsegpaddle.core.config.loader import config_from_dict
 from semsegpaddle.core.common.errors import ConfigError
 
+from tests.helpers.cli import invoke
 from tests.helpers.decoder_checks import (
     RESNET50_OS8, assert_every_parameter_learns, assert_exports, build, count_parameters, entry_point_module,
     import_without_paddle, overfit, resnet18_features, small_info, train_through_cli,
@@ -91,14 +90,14 @@ def test_bad_option_in_a_config_names_the_key(tmp_path):
 
 
 def test_listed_with_its_options():
-    result = CliRunner().invoke(cli, ["list", "decoder", "--json"])
+    result = invoke("list", "decoder", "--json")
     assert result.exit_code == 0, result.output
     row = next(r for r in json.loads(result.output) if r["name"] == "pspnet")
     options = {o["name"]: o for o in row["options"]}
     assert set(options) == {"bins", "channels", "branch_channels", "dropout", "in_level", "conv_bias"}
     assert options["bins"]["default"] == [1, 2, 3, 6] and options["conv_bias"]["default"] is False
     assert all(o["description"] for o in options.values())
-    text = CliRunner().invoke(cli, ["list", "decoder"]).output
+    text = invoke("list", "decoder").output
     assert "  pspnet  [plugin pspnet, semsegpaddle" in text and "bins: list[int] = (1, 2, 3, 6)" in text
 
 

@@ -32,6 +32,10 @@ class _Dropped(Exception):
     """The connection ended before the whole body arrived (the ``.part`` keeps what did)."""
 
 
+class _Unreachable(Exception):
+    """No HTTP answer at all: no network, refused connection, unknown host, connect timeout."""
+
+
 def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """The cache folder: ``cache_dir``, else ``$SEMSEG_CACHE``, else ``~/.cache/semsegpaddle``."""
     if cache_dir is not None:
@@ -145,10 +149,6 @@ def _download(url: str, part: Path, final: Path, progress: bool, timeout: float)
             raise SemsegError(f"cannot download {url}: {unreachable}; {offline}") from None
 
 
-class _Unreachable(Exception):
-    """No HTTP answer at all: no network, refused connection, unknown host, connect timeout."""
-
-
 def _transfer(url: str, part: Path, progress: bool, timeout: float) -> None:
     """One request: continue ``part`` after a 206 answer to our Range, restart it after a 200."""
     import http.client
@@ -174,7 +174,10 @@ def _transfer(url: str, part: Path, progress: bool, timeout: float) -> None:
     except (OSError, http.client.HTTPException) as error:
         raise _Unreachable(_reason(error)) from None
     with response:
-        if not (offset and response.status == 206 and _range_start(response) == offset):
+        if response.status == 206 and _range_start(response) != offset:
+            part.unlink(missing_ok=True)
+            raise _Dropped("the server answered another byte range; starting over")
+        if response.status != 206:
             offset = 0  # a full answer (200): start over
         length = response.headers.get("Content-Length")
         total = offset + int(length) if length and length.isdigit() else None

@@ -106,7 +106,8 @@ def import_weights(model: Any, state: Mapping[str, np.ndarray], config: dict[str
     and are listed in the report. Source tensors no model tensor took are reported, not fatal.
     """
     state = torch_to_paddle_names(state) if any(k.endswith(("running_mean", "running_var")) for k in state) else dict(state)
-    own = model.state_dict()
+    # the model's own buffers (the input normalisation) come from the config, not from weights
+    own = {k: v for k, v in model.state_dict().items() if k.startswith((*PREFIXES.values(), AUX_HEAD))}
     source, mapping = detect_source(config, state, own)
     report = ImportReport(source)
     usable: dict[str, np.ndarray] = {}

@@ -32,7 +32,6 @@ import numpy as np
 from semsegpaddle.core.common.errors import SemsegError
 
 SUFFIXES = (".safetensors", ".pdparams", ".pth", ".pt", ".bin")
-_TORCH_SUFFIXES = (".pth", ".pt", ".bin")
 #: wrappers around a state dict unwrapped as ``read_checkpoint`` does, in this order
 _WRAPPER_KEYS = ("state_dict", "model", "state_dict_ema")
 #: Paddle's bookkeeping entries, never tensors
@@ -44,23 +43,71 @@ _NUMERIC_KINDS = "biufc"
 
 
 class _Refused(SemsegError):
-    """A pickle asked for a global outside the allow-list (the file name is added by the reader)."""
+    """A pickle asked for more than tensors; the message says what ("it asks to run os.system"),
+    the reader adds the file name."""
+
+
+# ---------------------------------------------------------------- objects a pickle may reach
+
+class _Sealed:
+    """Base of the objects the allow-list hands out: a pickle's BUILD cannot change them (they
+    are shared by every read)."""
+
+    __slots__ = ()
+
+    def __setstate__(self, state: Any) -> None:
+        raise _Refused(f"it asks to change the reader's own {type(self).__name__.lstrip('_')} object")
+
+
+class _StandIn(_Sealed):
+    """A function offered to pickles in place of the global they name."""
+
+    __slots__ = ("function",)
+
+    def __init__(self, function: Callable[..., Any]) -> None:
+        self.function = function
+
+    def __call__(self, *args: Any) -> Any:
+        return self.function(*args)
+
+
+class _ClassMarker(_Sealed):
+    """A class named in a pickle only as an argument (``numpy.ndarray``, ``torch.Tensor``)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, *args: Any) -> Any:
+        raise _Refused(f"it asks to construct {self.name} directly")
+
+
+_NDARRAY = _ClassMarker("numpy.ndarray")
 
 
 # ---------------------------------------------------------------- numpy and builtins stand-ins
 
 def _numpy_reconstruct(cls: Any, shape: Any, dtype_code: Any) -> np.ndarray:
     """An empty ndarray that the pickle's BUILD fills with ``ndarray.__setstate__``."""
-    if cls is not np.ndarray:
-        raise _Refused("numpy array subclass")
+    if cls is not _NDARRAY or not isinstance(dtype_code, (bytes, str)):
+        raise _Refused("it asks numpy's _reconstruct for something other than an ndarray")
     return np.ndarray.__new__(np.ndarray, shape, dtype_code)
+
+
+def _numpy_dtype(spec: Any, align: Any = False, copy: Any = False, *_: Any) -> np.dtype:
+    """``numpy.dtype(spec)``, always a private copy: the pickle's BUILD may then set its state
+    without touching numpy's shared dtype objects."""
+    if not isinstance(spec, str):
+        raise _Refused("it asks for numpy.dtype of something other than a type code")
+    return np.dtype(spec, bool(align), True)
 
 
 def _numpy_frombuffer(buffer: Any, dtype: Any, shape: Any, order: str) -> np.ndarray:
     """numpy's protocol-5 array form: raw bytes, dtype, shape, memory order."""
     dtype = np.dtype(dtype)
     if dtype.kind not in _NUMERIC_KINDS:
-        raise _Refused(f"numpy array of dtype {dtype}")
+        raise _Refused(f"it asks for a numpy array of dtype {dtype}")
     return np.frombuffer(bytes(buffer), dtype=dtype).reshape(shape, order=order).copy()
 
 
@@ -68,7 +115,7 @@ def _numpy_scalar(dtype: Any, data: Any = None) -> Any:
     """A numpy scalar of a numeric dtype from its raw bytes (Python 2 pickles give latin-1 text)."""
     dtype = np.dtype(dtype)
     if dtype.kind not in _NUMERIC_KINDS:
-        raise _Refused(f"numpy scalar of dtype {dtype}")
+        raise _Refused(f"it asks for a numpy scalar of dtype {dtype}")
     if isinstance(data, str):
         data = data.encode("latin1")
     return np.frombuffer(data, dtype=dtype, count=1)[0].copy()
@@ -76,15 +123,16 @@ def _numpy_scalar(dtype: Any, data: Any = None) -> Any:
 
 def _codecs_encode(text: Any, encoding: str = "utf-8") -> bytes:
     """How protocol-2 pickles spell ``bytes``: ``_codecs.encode(text, 'latin1')``."""
-    if not isinstance(text, str) or encoding.replace("-", "").lower() != "latin1":
-        raise _Refused("_codecs.encode other than text to latin-1 bytes")
+    if not isinstance(text, str) or not isinstance(encoding, str) \
+            or encoding.replace("-", "").lower() != "latin1":
+        raise _Refused("it asks to run _codecs.encode other than text to latin-1 bytes")
     return text.encode("latin1")
 
 
 def _empty_bytes(*args: Any) -> bytes:
     """How protocol-2 pickles spell ``b''``: ``bytes()``."""
     if args:
-        raise _Refused("builtins.bytes with arguments")
+        raise _Refused("it asks to run builtins.bytes with arguments")
     return b""
 
 
@@ -93,7 +141,7 @@ def _paddle_dense_tensor(expression: Any, namespace: Any = None, *_: Any) -> np.
     is accepted and nothing is evaluated."""
     if expression == "data" and isinstance(namespace, dict) and isinstance(namespace.get("data"), np.ndarray):
         return namespace["data"]
-    raise _Refused("builtins.eval")
+    raise _Refused("it asks to run builtins.eval")
 
 
 _BASE_GLOBALS: dict[tuple[str, str], Any] = {
@@ -105,21 +153,21 @@ _BASE_GLOBALS: dict[tuple[str, str], Any] = {
     ("builtins", "frozenset"): frozenset,
     ("builtins", "complex"): complex,
     ("builtins", "bytearray"): bytearray,
-    ("builtins", "bytes"): _empty_bytes,
-    ("builtins", "eval"): _paddle_dense_tensor,
-    ("_codecs", "encode"): _codecs_encode,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
+    ("builtins", "bytes"): _StandIn(_empty_bytes),
+    ("builtins", "eval"): _StandIn(_paddle_dense_tensor),
+    ("_codecs", "encode"): _StandIn(_codecs_encode),
+    ("numpy", "ndarray"): _NDARRAY,
+    ("numpy", "dtype"): _StandIn(_numpy_dtype),
 }
 for _core in ("numpy.core", "numpy._core"):  # numpy 1.x and 2.x module names
-    _BASE_GLOBALS[(f"{_core}.multiarray", "_reconstruct")] = _numpy_reconstruct
-    _BASE_GLOBALS[(f"{_core}.multiarray", "scalar")] = _numpy_scalar
-    _BASE_GLOBALS[(f"{_core}.numeric", "_frombuffer")] = _numpy_frombuffer
+    _BASE_GLOBALS[(f"{_core}.multiarray", "_reconstruct")] = _StandIn(_numpy_reconstruct)
+    _BASE_GLOBALS[(f"{_core}.multiarray", "scalar")] = _StandIn(_numpy_scalar)
+    _BASE_GLOBALS[(f"{_core}.numeric", "_frombuffer")] = _StandIn(_numpy_frombuffer)
 
 
 # ---------------------------------------------------------------- torch stand-ins
 
-class _TorchDType:
+class _TorchDType(_Sealed):
     """A torch dtype named in a pickle (``torch.float16``), as its numpy equivalent."""
 
     __slots__ = ("name", "numpy")
@@ -132,7 +180,7 @@ class _TorchDType:
         return self.numpy.newbyteorder(">") if big_endian else self.numpy
 
 
-class _StorageType:
+class _StorageType(_Sealed):
     """A torch storage class named in a pickle (``torch.HalfStorage``); ``dtype`` None = untyped."""
 
     __slots__ = ("name", "dtype")
@@ -141,22 +189,13 @@ class _StorageType:
         self.name, self.dtype = name, dtype
 
 
-class _Storage:
+class _Storage(_Sealed):
     """A storage's raw bytes read from the zip, with the dtype its storage type declares."""
 
     __slots__ = ("data", "dtype", "big_endian")
 
     def __init__(self, data: np.ndarray, dtype: _TorchDType | None, big_endian: bool) -> None:
         self.data, self.dtype, self.big_endian = data, dtype, big_endian
-
-
-class _TensorClassMarker:
-    """``torch.Tensor`` / ``torch.nn.Parameter`` as named by ``_rebuild_from_type_v2``."""
-
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
 
 
 # name -> numpy dtype; bfloat16 is read as uint16 bits and widened to float32
@@ -178,7 +217,7 @@ def _tensor_from_storage(storage: Any, offset: Any, size: Any, stride: Any,
                          dtype: _TorchDType | None, metadata: Any) -> np.ndarray:
     """The view (offset, size, stride; in elements) of ``storage``, copied to a contiguous array."""
     if not isinstance(storage, _Storage) or dtype is None:
-        raise _Refused("a tensor rebuilt from something other than a stored typed storage")
+        raise _Refused("it asks for a tensor rebuilt from something other than a stored typed storage")
     shape, strides = tuple(size), tuple(stride)
     if not all(isinstance(v, int) and v >= 0 for v in (offset, *shape, *strides)) or len(shape) != len(strides):
         raise SemsegError(f"tensor with invalid layout: offset {offset}, size {shape}, stride {strides}")
@@ -216,7 +255,7 @@ def _rebuild_tensor_v3(storage: Any, offset: Any, size: Any, stride: Any, requir
                        backward_hooks: Any, dtype: Any, metadata: Any = None) -> np.ndarray:
     """Stand-in for ``torch._utils._rebuild_tensor_v3``: an untyped storage and an explicit dtype."""
     if not isinstance(dtype, _TorchDType):
-        raise _Refused("_rebuild_tensor_v3 without a torch dtype")
+        raise _Refused("it asks to run _rebuild_tensor_v3 without a torch dtype")
     return _tensor_from_storage(storage, offset, size, stride, dtype, metadata)
 
 
@@ -224,27 +263,28 @@ def _rebuild_parameter(data: Any, requires_grad: Any = False, backward_hooks: An
                        state: Any = None) -> np.ndarray:
     """Stand-in for ``torch._utils._rebuild_parameter[_with_state]``: the parameter's data."""
     if not isinstance(data, np.ndarray):
-        raise _Refused("a parameter whose data is not a tensor")
+        raise _Refused("it asks for a parameter whose data is not a tensor")
     return data
 
 
 def _rebuild_from_type_v2(func: Any, new_type: Any, args: Any, state: Any) -> np.ndarray:
     """Stand-in for ``torch._tensor._rebuild_from_type_v2`` (a tensor carrying Python attributes):
     only plain tensors and parameters, built by one of the stand-ins here."""
-    if func not in (_rebuild_tensor_v2, _rebuild_tensor_v3, _rebuild_parameter) \
-            or not isinstance(new_type, _TensorClassMarker):
-        raise _Refused("torch._tensor._rebuild_from_type_v2 of a tensor subclass")
+    rebuilders = (_rebuild_tensor_v2, _rebuild_tensor_v3, _rebuild_parameter)
+    if not (isinstance(func, _StandIn) and func.function in rebuilders) or new_type not in _TENSOR_CLASSES:
+        raise _Refused("it asks to run torch._tensor._rebuild_from_type_v2 for a tensor subclass")
     return func(*args)
 
 
+_TENSOR_CLASSES = (_ClassMarker("torch.Tensor"), _ClassMarker("torch.nn.Parameter"))
 _TORCH_GLOBALS: dict[tuple[str, str], Any] = {
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_tensor_v3"): _rebuild_tensor_v3,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
-    ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type_v2,
-    ("torch", "Tensor"): _TensorClassMarker("Tensor"),
-    ("torch.nn.parameter", "Parameter"): _TensorClassMarker("Parameter"),
+    ("torch._utils", "_rebuild_tensor_v2"): _StandIn(_rebuild_tensor_v2),
+    ("torch._utils", "_rebuild_tensor_v3"): _StandIn(_rebuild_tensor_v3),
+    ("torch._utils", "_rebuild_parameter"): _StandIn(_rebuild_parameter),
+    ("torch._utils", "_rebuild_parameter_with_state"): _StandIn(_rebuild_parameter),
+    ("torch._tensor", "_rebuild_from_type_v2"): _StandIn(_rebuild_from_type_v2),
+    ("torch", "Tensor"): _TENSOR_CLASSES[0],
+    ("torch.nn.parameter", "Parameter"): _TENSOR_CLASSES[1],
     ("torch.storage", "UntypedStorage"): _StorageType("UntypedStorage", None),
     ("torch", "UntypedStorage"): _StorageType("UntypedStorage", None),
     **{("torch", name): _StorageType(name, _DTYPE_OBJECTS[dtype]) for name, dtype in _STORAGE_DTYPES.items()},
@@ -271,11 +311,11 @@ class _RestrictedUnpickler(pickle.Unpickler):
         try:
             return self._allowed[(module, name)]
         except KeyError:
-            raise _Refused(f"{module}.{name}") from None
+            raise _Refused(f"it asks to run {module}.{name}") from None
 
     def persistent_load(self, pid: Any) -> Any:
         if self._storage_loader is None:
-            raise _Refused("a persistent id (external data)")
+            raise _Refused("it asks for external data (a persistent id)")
         return self._storage_loader(pid)
 
 
@@ -285,7 +325,7 @@ def _unpickle(path: Path, file: Any, allowed: Mapping[tuple[str, str], Any],
     try:
         return _RestrictedUnpickler(file, allowed, storage_loader).load()
     except _Refused as refused:
-        raise SemsegError(f"{path}: refused to load: it asks to run {refused} (only tensors are read)") from None
+        raise SemsegError(f"{path}: refused to load: {refused} (only tensors are read)") from None
     except SemsegError as error:
         raise SemsegError(f"{path}: {error}") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
@@ -377,7 +417,7 @@ def _read_torch_zip(path: Path) -> Any:
                 raise SemsegError(f"unexpected persistent id {pid!r:.80}")
             storage_type, key, _location, numel = pid[1:]
             if not isinstance(storage_type, _StorageType):
-                raise _Refused("a storage of an unknown type")
+                raise _Refused("it asks for a storage of an unknown type")
             key = key.decode() if isinstance(key, bytes) else str(key)
             if key not in storages:
                 try:

@@ -8,6 +8,7 @@ part every converter needs — torch BatchNorm buffer names, dropping ``num_batc
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -128,9 +129,11 @@ def load_into(model: Any, state: Mapping[str, np.ndarray], *, strict: bool = Tru
     if strict and not report.ok:
         raise SemsegError(f"{source or 'weights'} do not fit the model: " + report.summary().replace("\n", "; "))
     own = model.state_dict()
-    model.set_state_dict(
-        {k: np.asarray(v, dtype=str(own[k].dtype).replace("paddle.", "")) for k, v in usable.items()}
-    )
+    with warnings.catch_warnings():  # Paddle warns once per tensor left out; the report names them
+        warnings.filterwarnings("ignore", message="Skip loading for")
+        model.set_state_dict(
+            {k: np.asarray(v, dtype=str(own[k].dtype).replace("paddle.", "")) for k, v in usable.items()}
+        )
     return report
 
 

@@ -212,7 +212,7 @@ def _seed_block_name(depth: int, stage: int, index: int) -> str:
 
 def seed_names(keys: Sequence[str], options: Mapping[str, Any]) -> dict[str, str]:
     """Our names → the SemSegPaddle seed's static-graph (fluid) parameter names: stem ``conv1_1_weights``
-    + ``bn1_1_{scale,offset,mean,variance}`` .. ``conv1_3``, blocks ``res4b22_branch2b_weights`` +
+    + ``bnv1_1_{scale,offset,mean,variance}`` .. ``conv1_3``, blocks ``res4b22_branch2b_weights`` +
     ``bn4b22_branch2b_*``, projection shortcuts ``res3a_branch1_*``.
 
     Its ResNet-101 only (its 50/152 stride the first 1×1 conv, ours the 3×3): the config must say
@@ -230,7 +230,7 @@ def seed_names(keys: Sequence[str], options: Mapping[str, Any]) -> dict[str, str
 
     def conv_bn(conv: str, norm: str, theirs: str) -> dict[str, str]:
         names = {f"{conv}.weight": f"{theirs}_weights"}
-        bn = "bn" + theirs[3:]  # res4b22_branch2b -> bn4b22_branch2b, conv1_1 -> bn1_1
+        bn = "bn" + theirs[3:]  # res4b22_branch2b -> bn4b22_branch2b; its stem's conv1_1 -> bnv1_1
         names.update({f"{norm}.{t}": f"{bn}_{leaf}" for t, leaf in bn_leaves.items()})
         return names
 

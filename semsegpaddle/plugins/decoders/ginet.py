@@ -1,12 +1,14 @@
 """Registers the GINet decoder (the model lives in ``ginet_impl``; paddle is imported on build only)."""
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from semsegpaddle import hookimpl
 from semsegpaddle.core.common.errors import SemsegError
+from semsegpaddle.plugins.decoders.levels import (
+    BATCHNORM_TENSORS, aux_head_names, checked_names, conv_bn_names, conv_names, require_options, with_defaults,
+)
 
 
 def ginet(feature_info, num_classes, *, channels: int = 512, num_state: int = 256, num_node: int = 84,
@@ -24,107 +26,72 @@ def ginet(feature_info, num_classes, *, channels: int = 512, num_state: int = 25
                      context_weight=context_weight, conv_bias=conv_bias)
 
 
-# ---------------------------------------------------------------------------------------------------
-# PaddleSeg 2.8 checkpoints (paddleseg/models/ginet.py, layers.JPU, layers.AuxLayer)
-# ---------------------------------------------------------------------------------------------------
-
-#: the options under which our head computes what PaddleSeg's GINet computes with the same weights
-PADDLESEG_OPTIONS = {"conv_bias": False, "context_weight": 0, "jpu_deepest_first": True, "jpu_align_corners": True}
-_BATCHNORM = ("weight", "bias", "_mean", "_variance")
+def _batchnorm_names(ours: str, theirs: str) -> dict[str, str]:
+    return {f"{ours}.{tensor}": f"{theirs}.{tensor}" for tensor in BATCHNORM_TENSORS}
 
 
-def _batchnorm(ours: str, theirs: str) -> dict[str, str]:
-    return {f"{ours}.{leaf}": f"{theirs}.{leaf}" for leaf in _BATCHNORM}
-
-
-def _conv_bn(ours: str, theirs: str) -> dict[str, str]:
-    """Our ConvBNReLU (a Sequential: conv, BN) from a PaddleSeg ConvBN/ConvBNReLU (``_conv``, ``_batch_norm``)."""
-    return {f"{ours}.0.weight": f"{theirs}._conv.weight", **_batchnorm(f"{ours}.1", f"{theirs}._batch_norm")}
-
-
-def _weight_bias(ours: str, theirs: str) -> dict[str, str]:
-    return {f"{ours}.weight": f"{theirs}.weight", f"{ours}.bias": f"{theirs}.bias"}
-
-
-def _gcn(ours: str, theirs: str) -> dict[str, str]:
-    return {**_weight_bias(f"{ours}.node_conv", f"{theirs}.conv1"),
-            f"{ours}.state_conv.weight": f"{theirs}.conv2.weight"}
-
-
-def _jpu() -> dict[str, str]:
-    """Our JPU levels run finest first (its conv3, conv4, conv5); branch i is its dilation{i + 1}."""
-    names = {}
-    for i, level in enumerate(("conv3", "conv4", "conv5")):
-        names.update(_conv_bn(f"jpu.reduce.{i}", f"jpu.{level}"))
-    for i in range(4):
-        theirs = f"jpu.dilation{i + 1}"
-        names.update({f"jpu.branches.{i}.0.weight": f"{theirs}.depthwise_conv._conv.weight",
-                      f"jpu.branches.{i}.2.weight": f"{theirs}.piontwise_conv._conv.weight",
-                      **_batchnorm(f"jpu.branches.{i}.1", f"{theirs}.depthwise_conv._batch_norm"),
-                      **_batchnorm(f"jpu.branches.{i}.3", f"{theirs}.piontwise_conv._batch_norm")})
+def _paddleseg_jpu_names() -> dict[str, str]:
+    """PaddleSeg's ``jpu.conv3/4/5`` are our levels finest first; its ``jpu.dilation{i + 1}`` our branch i
+    (depthwise conv, BN, pointwise conv, BN)."""
+    names: dict[str, str] = {}
+    for index, level in enumerate(("conv3", "conv4", "conv5")):
+        names.update(conv_bn_names(f"jpu.reduce.{index}", f"jpu.{level}._conv", f"jpu.{level}._batch_norm", False))
+    for index in range(4):
+        ours, depthwise, pointwise = (f"jpu.branches.{index}", f"jpu.dilation{index + 1}.depthwise_conv",
+                                      f"jpu.dilation{index + 1}.piontwise_conv")
+        names.update(conv_names(f"{ours}.0", f"{depthwise}._conv", bias=False))
+        names.update(_batchnorm_names(f"{ours}.1", f"{depthwise}._batch_norm"))
+        names.update(conv_names(f"{ours}.2", f"{pointwise}._conv", bias=False))
+        names.update(_batchnorm_names(f"{ours}.3", f"{pointwise}._batch_norm"))
     return names
 
 
-def _aux_head(keys: set[str]) -> dict[str, str]:
-    """The core's FCN aux head from GINet's ``auxlayer`` (level 2; its 3×3 conv has no bias)."""
-    if "auxlayer.conv.weight" not in keys:
-        return {}
-    names = {**_conv_bn("aux_head.conv", "auxlayer.conv_bn_relu"),
-             **_weight_bias("aux_head.classifier", "auxlayer.conv")}
-    if "auxlayer.conv_bn_relu._conv.bias" in keys:
-        names["aux_head.conv.0.bias"] = "auxlayer.conv_bn_relu._conv.bias"
-    return names
-
-
-def _option(options: Mapping[str, Any], name: str) -> Any:
-    return options.get(name, inspect.signature(ginet).parameters[name].default)
-
-
-def _check_options(options: Mapping[str, Any], jpu: bool) -> None:
-    wrong = [f"{name}: {str(value).lower()} (config: {str(_option(options, name)).lower()})"
-             for name, value in PADDLESEG_OPTIONS.items()
-             if _option(options, name) != value and (jpu or not name.startswith("jpu_"))]
-    if wrong:
-        raise SemsegError(f"PaddleSeg GINet weights need decoder options {', '.join(wrong)}")
+def _graph_conv_names(ours: str, theirs: str) -> dict[str, str]:
+    return {**conv_names(f"{ours}.node_conv", f"{theirs}.conv1"),
+            **conv_names(f"{ours}.state_conv", f"{theirs}.conv2", bias=False)}
 
 
 def paddleseg_names(keys: Sequence[str], options: Mapping[str, Any]) -> dict[str, str]:
-    """Our GINet head's tensors (and the core's aux head's) from a PaddleSeg 2.8 GINet checkpoint."""
+    """Our names → PaddleSeg 2.8 ``GINet`` checkpoint names (``jpu.*``, ``head.*``); its ``auxlayer``
+    (level 2, no bias on its 3×3 conv) fills the core's auxiliary head. Its class embeddings
+    ``head.inp`` are a (frozen) parameter of the checkpoint and fill ours.
+
+    The config must say ``context_weight: 0`` (PaddleSeg has no class centroids), ``conv_bias: false``
+    and, with the JPU, ``jpu_deepest_first: true`` and ``jpu_align_corners: true``.
+    """
+    options = with_defaults(ginet, options)
     present = set(keys)
     if "head.gloru.conv_theta.weight" not in present:
-        raise SemsegError("the weights do not look like PaddleSeg's GINet (no head.gloru.conv_theta.weight)")
-    jpu = bool(_option(options, "jpu"))
+        raise SemsegError("these are not PaddleSeg GINet weights: no tensor 'head.gloru.conv_theta.weight'")
+    jpu = bool(options["jpu"])
     if jpu != ("jpu.conv5._conv.weight" in present):
         raise SemsegError(f"PaddleSeg GINet weights {'without' if jpu else 'with'} a JPU need decoder option "
                           f"jpu: {str(not jpu).lower()}")
-    _check_options(options, jpu)
-    gloru = "head.gloru"
-    names = {
-        "embeddings": "head.inp",
-        **_weight_bias("embed.0", "head.fc1.0"), **_batchnorm("embed.1", "head.fc1.1"),
-        **_weight_bias("embed.3", "head.fc2.0"), **_batchnorm("embed.4", "head.fc2.1"),
-        **_conv_bn("conv", "head.conv5"),
-        **_weight_bias("interaction.project", f"{gloru}.conv_theta"),
-        **_weight_bias("interaction.reduce", f"{gloru}.conv_phi"),
-        **_gcn("interaction.visual_gcn", f"{gloru}.graph.vis_gcn"),
-        **_gcn("interaction.semantic_gcn", f"{gloru}.graph.word_gcn"),
-        **_weight_bias("interaction.interaction.query", f"{gloru}.graph.transfer.query_conv"),
-        **_weight_bias("interaction.interaction.key", f"{gloru}.graph.transfer.key_conv"),
-        **_weight_bias("interaction.interaction.visual_value", f"{gloru}.graph.transfer.value_conv_vis"),
-        **_weight_bias("interaction.interaction.semantic_value", f"{gloru}.graph.transfer.value_conv_word"),
-        "interaction.gamma_visual": f"{gloru}.graph.gamma_vis",
-        "interaction.gamma_semantic": f"{gloru}.graph.gamma_word",
-        "interaction.extend.weight": f"{gloru}.extend_dim.weight",
-        **_batchnorm("interaction.norm", f"{gloru}.bn"),
-        **_weight_bias("classifier", "head.conv6.1"),
-        **(_jpu() if jpu else {}),
-        **_aux_head(present),
-    }
-    absent = sorted(source for source in names.values() if source not in present)
-    if absent:
-        raise SemsegError(f"the PaddleSeg GINet weights lack {len(absent)} tensors the head needs, "
-                          f"e.g. {', '.join(absent[:3])}")
-    return names
+    require_options("PaddleSeg GINet", options, context_weight=0, conv_bias=False,
+                    **({"jpu_deepest_first": True, "jpu_align_corners": True} if jpu else {}))
+    unit, graph = "head.gloru", "head.gloru.graph"
+    names = {"embeddings": "head.inp"}
+    for ours, theirs in (("embed.0", "head.fc1.0"), ("embed.3", "head.fc2.0")):
+        names.update(conv_names(ours, theirs))
+    for ours, theirs in (("embed.1", "head.fc1.1"), ("embed.4", "head.fc2.1"), ("interaction.norm", f"{unit}.bn")):
+        names.update(_batchnorm_names(ours, theirs))
+    names.update(conv_bn_names("conv", "head.conv5._conv", "head.conv5._batch_norm", False))
+    names.update(conv_names("interaction.project", f"{unit}.conv_theta"))
+    names.update(conv_names("interaction.reduce", f"{unit}.conv_phi"))
+    names.update(_graph_conv_names("interaction.visual_gcn", f"{graph}.vis_gcn"))
+    names.update(_graph_conv_names("interaction.semantic_gcn", f"{graph}.word_gcn"))
+    for ours, theirs in (("query", "query_conv"), ("key", "key_conv"), ("visual_value", "value_conv_vis"),
+                         ("semantic_value", "value_conv_word")):
+        names.update(conv_names(f"interaction.interaction.{ours}", f"{graph}.transfer.{theirs}"))
+    names.update({"interaction.gamma_visual": f"{graph}.gamma_vis",
+                  "interaction.gamma_semantic": f"{graph}.gamma_word"})
+    names.update(conv_names("interaction.extend", f"{unit}.extend_dim", bias=False))
+    names.update(conv_names("classifier", "head.conv6.1"))
+    if jpu:
+        names.update(_paddleseg_jpu_names())
+    names = checked_names(names, keys, "PaddleSeg GINet")
+    return {**names, **aux_head_names(keys, "auxlayer.conv_bn_relu._conv", "auxlayer.conv_bn_relu._batch_norm",
+                                      "auxlayer.conv")}
 
 
 @hookimpl

@@ -17,7 +17,7 @@ from semsegpaddle.core.model.interfaces import Decoder, FeatureInfo
 from semsegpaddle.core.model.layers import ConvBNReLU
 from semsegpaddle.plugins.decoders.graph_ops import batch_size, flatten_pixels, pixel_count, unflatten_like
 from semsegpaddle.plugins.decoders.jpu import JPU
-from semsegpaddle.plugins.decoders.levels import check_dropout, check_positive
+from semsegpaddle.plugins.decoders.levels import check_bool, check_choice, check_dropout, check_positive
 
 #: hidden width of the MLP that maps class embeddings to node states (as PaddleSeg's GINet)
 EMBEDDING_HIDDEN = 128
@@ -120,12 +120,6 @@ class GraphInteractionUnit(nn.Layer):
         return x + self.norm(self.extend(y)), classes
 
 
-def check_bool(option: str, value: bool) -> None:
-    """``value`` must be true or false."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{option}={value!r} must be true or false")
-
-
 class GINetHead(Decoder):
     """GINet head: optional JPU over the last three levels, 3×3 conv-BN-ReLU to ``channels``, the GI
     unit, dropout and a 1×1 classifier. In training it also returns semantic-context logits
@@ -144,8 +138,7 @@ class GINetHead(Decoder):
         for option, value in (("train_embeddings", train_embeddings), ("jpu_deepest_first", jpu_deepest_first),
                               ("jpu_align_corners", jpu_align_corners)):
             check_bool(option, value)
-        if embedding_init not in EMBEDDING_INITS:
-            raise ValueError(f"embedding_init={embedding_init!r} must be one of {', '.join(EMBEDDING_INITS)}")
+        check_choice("embedding_init", embedding_init, list(EMBEDDING_INITS))
         if num_state < 2:  # the interaction's query and key have num_state // 2 channels
             raise ValueError(f"num_state={num_state} must be at least 2")
         check_dropout(dropout)

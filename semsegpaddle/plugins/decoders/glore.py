@@ -1,11 +1,12 @@
 """Registers the GloRe decoder (the model lives in ``glore_impl``; paddle is imported on build only)."""
 from __future__ import annotations
 
-import inspect
 from typing import Any, Mapping, Sequence
 
 from semsegpaddle import hookimpl
-from semsegpaddle.core.common.errors import SemsegError
+from semsegpaddle.plugins.decoders.levels import (
+    BATCHNORM_TENSORS, aux_head_names, checked_names, conv_bn_names, conv_names, require_options, with_defaults,
+)
 
 
 def glore(feature_info, num_classes, *, channels: int = 512, num_state: int = 128, num_node: int = 64,
@@ -17,70 +18,25 @@ def glore(feature_info, num_classes, *, channels: int = 512, num_state: int = 12
                      normalize=normalize, dropout=dropout, in_level=in_level, conv_bias=conv_bias)
 
 
-# ---------------------------------------------------------------------------------------------------
-# PaddleSeg 2.8 checkpoints (paddleseg/models/glore.py, layers.AuxLayer)
-# ---------------------------------------------------------------------------------------------------
-
-#: the options under which our head computes what PaddleSeg's GloRe computes with the same weights
-PADDLESEG_OPTIONS = {"conv_bias": False, "normalize": False}
-_BATCHNORM = ("weight", "bias", "_mean", "_variance")
-
-
-def _batchnorm(ours: str, theirs: str) -> dict[str, str]:
-    return {f"{ours}.{leaf}": f"{theirs}.{leaf}" for leaf in _BATCHNORM}
-
-
-def _conv_bn(ours: str, theirs: str) -> dict[str, str]:
-    """Our ConvBNReLU (a Sequential: conv, BN) from a PaddleSeg ConvBNReLU (``_conv``, ``_batch_norm``)."""
-    return {f"{ours}.0.weight": f"{theirs}._conv.weight", **_batchnorm(f"{ours}.1", f"{theirs}._batch_norm")}
-
-
-def _weight_bias(ours: str, theirs: str) -> dict[str, str]:
-    return {f"{ours}.weight": f"{theirs}.weight", f"{ours}.bias": f"{theirs}.bias"}
-
-
-def _aux_head(keys: set[str]) -> dict[str, str]:
-    """The core's FCN aux head from GloRe's ``head.auxlayer`` (level 2; its 3×3 conv has a bias, so
-    the model needs ``model.aux.conv_bias: true``)."""
-    if "head.auxlayer.conv.weight" not in keys:
-        return {}
-    names = {**_conv_bn("aux_head.conv", "head.auxlayer.conv_bn_relu"),
-             **_weight_bias("aux_head.classifier", "head.auxlayer.conv")}
-    if "head.auxlayer.conv_bn_relu._conv.bias" in keys:
-        names["aux_head.conv.0.bias"] = "head.auxlayer.conv_bn_relu._conv.bias"
-    return names
-
-
-def _option(options: Mapping[str, Any], name: str) -> Any:
-    return options.get(name, inspect.signature(glore).parameters[name].default)
-
-
 def paddleseg_names(keys: Sequence[str], options: Mapping[str, Any]) -> dict[str, str]:
-    """Our GloRe head's tensors (and the core's aux head's) from a PaddleSeg 2.8 GloRe checkpoint."""
-    present = set(keys)
-    if "head.gru_module.reduction_dim.weight" not in present:
-        raise SemsegError("the weights do not look like PaddleSeg's GloRe (no head.gru_module.reduction_dim.weight)")
-    wrong = [f"{name}: {str(value).lower()} (config: {str(_option(options, name)).lower()})"
-             for name, value in PADDLESEG_OPTIONS.items() if _option(options, name) != value]
-    if wrong:
-        raise SemsegError(f"PaddleSeg GloRe weights need decoder options {', '.join(wrong)}")
+    """Our names → PaddleSeg 2.8 ``GloRe`` checkpoint names (``head.conv_bn_relu``, ``head.gru_module``,
+    ``head.classifier``); its ``head.auxlayer`` (level 2, a bias on its 3×3 conv: ``model.aux.conv_bias:
+    true``) fills the core's auxiliary head. The config must keep ``conv_bias`` and ``normalize`` false."""
+    options = with_defaults(glore, options)
+    require_options("PaddleSeg GloRe", options, conv_bias=False, normalize=False)
     unit = "head.gru_module"
-    names = {
-        **_conv_bn("conv", "head.conv_bn_relu"),
-        **_weight_bias("reasoning.reduce", f"{unit}.reduction_dim"),
-        **_weight_bias("reasoning.project", f"{unit}.projection_mat"),
-        **_weight_bias("reasoning.gcn.node_conv", f"{unit}.gcn.conv1"),
-        "reasoning.gcn.state_conv.weight": f"{unit}.gcn.conv2.weight",
-        "reasoning.extend.weight": f"{unit}.extend_dim.weight",
-        **_batchnorm("reasoning.norm", f"{unit}.extend_bn"),
-        **_weight_bias("classifier", "head.classifier"),
-        **_aux_head(present),
-    }
-    absent = sorted(source for source in names.values() if source not in present)
-    if absent:
-        raise SemsegError(f"the PaddleSeg GloRe weights lack {len(absent)} tensors the head needs, "
-                          f"e.g. {', '.join(absent[:3])}")
-    return names
+    names = conv_bn_names("conv", "head.conv_bn_relu._conv", "head.conv_bn_relu._batch_norm", False)
+    names.update(conv_names("reasoning.reduce", f"{unit}.reduction_dim"))
+    names.update(conv_names("reasoning.project", f"{unit}.projection_mat"))
+    names.update(conv_names("reasoning.gcn.node_conv", f"{unit}.gcn.conv1"))
+    names.update(conv_names("reasoning.gcn.state_conv", f"{unit}.gcn.conv2", bias=False))
+    names.update(conv_names("reasoning.extend", f"{unit}.extend_dim", bias=False))
+    names.update({f"reasoning.norm.{tensor}": f"{unit}.extend_bn.{tensor}" for tensor in BATCHNORM_TENSORS})
+    names.update(conv_names("classifier", "head.classifier"))
+    names = checked_names(names, keys, "PaddleSeg GloRe")
+    aux = "head.auxlayer"
+    return {**names, **aux_head_names(keys, f"{aux}.conv_bn_relu._conv", f"{aux}.conv_bn_relu._batch_norm",
+                                      f"{aux}.conv")}
 
 
 @hookimpl
