@@ -38,7 +38,8 @@ def test_list_json_and_kind_filter(runner):
     assert {row["kind"] for row in rows} == {"decoder"}
     deeplab = next(row for row in rows if row["name"] == "deeplabv3")
     assert deeplab["distribution"] == "semsegpaddle"
-    assert {o["name"] for o in deeplab["options"]} == {"channels", "atrous_rates", "dropout", "in_level", "conv_bias"}
+    assert {o["name"] for o in deeplab["options"]} == {"channels", "atrous_rates", "dropout", "in_level", "conv_bias",
+                                                       "refine_conv"}
     result = runner.invoke(cli, ["list", "backbone", "--json", "--pattern", "res*"])
     assert [row["name"] for row in json.loads(result.output)] == ["resnet", "resnext"]
 

@@ -37,7 +37,7 @@ def test_readme_fits_one_screen_and_keeps_the_quick_start_commands():
     assert len(README.splitlines()) <= 80
     assert quick_start_commands() == [
         'python3 -m venv .venv && .venv/bin/pip install -e ".[cpu]" && .venv/bin/semseg train',
-        'python3 -m venv .venv && .venv/bin/pip install -e ".[cpu,test,reference]" && .venv/bin/python -m pytest',
+        'python3 -m venv .venv && .venv/bin/pip install -e ".[cpu,test,reference]" && .venv/bin/pip install --no-deps paddleseg==2.8.0 && .venv/bin/python -m pytest',
     ]
 
 

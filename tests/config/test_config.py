@@ -155,3 +155,16 @@ def test_bad_component_option_value_names_its_key_and_source(tmp_path):
     with pytest.raises(ConfigError) as info:
         create_model(load_config(bad), num_classes=3)
     assert str(info.value).startswith(f"{bad}: model.backbone.output_stride (backbone 'hrnet')")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.backbone.depth=19", "model.backbone.depth (backbone 'resnet'): depth=19 is not one of 18, 34, 50, 101, 152"),
+    ("model.backbone.output_stride=12", "model.backbone.output_stride (backbone 'resnet'): output_stride=12 is not one of 8, 16, 32"),
+])
+def test_config_checks_component_option_values_as_train_does(override, message):
+    """`semseg config` validates what `semseg train` refuses, without building (or importing) the model."""
+    from tests.helpers.cli import semseg
+
+    for command in ("config", "train"):
+        result = semseg(None, command, "model.backbone.name=resnet", override, timeout=120)
+        assert result.returncode == 1 and message in result.stderr, (command, result.stderr[-500:])

@@ -260,7 +260,7 @@ def test_plugin_configs_resolve_by_name_and_in_base(tmp_path, inputs_plugin, mon
     assert load_config(child)["dataset"]["root"] == str(tmp_path / "data")
     # the name semsegpaddle's own config has stays with it; the newcomer is told
     assert resolve_config_path(BASE).parent.name == "configs" and resolve_config_path(BASE).parent != folder
-    assert any(m.startswith(f"plugin 'inputs-test': config '{BASE}' is registered twice: plugin 'semsegpaddle'")
+    assert any(m.startswith(f"plugin 'inputs-test': config '{BASE}' is registered twice: plugin 'configs' (semsegpaddle)")
                for m in caught)
     listed = invoke("config", "--list")
     rows = {line.split()[0]: line for line in listed.output.splitlines()}

@@ -155,8 +155,8 @@ def test_every_hook_is_documented_in_the_plugin_guide():
 
 #: what plugin authors import from the core (docs/plugins.md); each a module's one and only name
 PUBLIC_CORE_NAMES = {
-    "semsegpaddle.core.model.interfaces": ["Backbone", "Decoder", "FeatureInfo", "FeatureLevel", "SegDataset",
-                                           "default_palette"],
+    "semsegpaddle.core.model.interfaces": ["Backbone", "Decoder", "FeatureInfo", "FeatureLevel"],
+    "semsegpaddle.core.data.base": ["SegDataset", "default_palette"],
     "semsegpaddle.core.model.layers": ["ConvBNReLU", "resize_to", "spatial_size"],
     "semsegpaddle.core.model.weights": ["torch_to_paddle_names", "drop_prefixes"],
     "semsegpaddle.core.common.errors": ["SemsegError"],

@@ -223,8 +223,11 @@ def torch_keys(factory, **kwargs) -> list[str]:
     """Normalised state-dict names of a torchvision model, built on the meta device (no weights)."""
     import torch
 
+    from semsegpaddle.core.model.weights import torch_to_paddle_names
+
     with torch.device("meta"):
-        return list(normalised_torch_state(factory(weights=None, **kwargs)))
+        model = factory(weights=None, **kwargs)
+    return list(torch_to_paddle_names(dict.fromkeys(model.state_dict())))
 
 
 def test_torchvision_names_cover_fcn_and_classification_checkpoints():

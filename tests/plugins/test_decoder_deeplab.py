@@ -110,8 +110,9 @@ def test_listed_with_their_options():
     assert result.exit_code == 0, result.output
     rows = {r["name"]: {o["name"]: o for o in r["options"]} for r in json.loads(result.output)}
     aspp = {"channels", "atrous_rates", "dropout", "in_level", "conv_bias"}
-    assert set(rows["deeplabv3"]) == aspp
-    assert set(rows["deeplabv3p"]) == aspp | {"low_level", "low_level_channels", "decoder_channels", "separable"}
+    assert set(rows["deeplabv3"]) == aspp | {"refine_conv"}
+    assert set(rows["deeplabv3p"]) == aspp | {"low_level", "low_level_channels", "decoder_channels", "separable",
+                                              "depthwise_relu", "align_corners"}
     assert rows["deeplabv3p"]["separable"]["default"] is True
     assert rows["deeplabv3p"]["low_level_channels"]["default"] == 48
     text = invoke("list", "decoder").output

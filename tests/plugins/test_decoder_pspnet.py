@@ -94,7 +94,8 @@ def test_listed_with_its_options():
     assert result.exit_code == 0, result.output
     row = next(r for r in json.loads(result.output) if r["name"] == "pspnet")
     options = {o["name"]: o for o in row["options"]}
-    assert set(options) == {"bins", "channels", "branch_channels", "dropout", "in_level", "conv_bias"}
+    assert set(options) == {"bins", "channels", "branch_channels", "dropout", "in_level", "conv_bias", "pool_order",
+                            "pooling", "align_corners"}
     assert options["bins"]["default"] == [1, 2, 3, 6] and options["conv_bias"]["default"] is False
     assert all(o["description"] for o in options.values())
     text = invoke("list", "decoder").output

@@ -12,6 +12,31 @@ import typing
 from typing import Any
 
 
+class OneOf:
+    """``Annotated`` metadata naming the values an option accepts, e.g.
+    ``output_stride: Annotated[int, OneOf(8, 16, 32)] = 32``: the type is checked first, then the
+    value, whenever a config is validated (``semseg config`` included), without building anything."""
+
+    def __init__(self, *choices: Any) -> None:
+        self.choices = choices
+
+    def __repr__(self) -> str:
+        return f"OneOf{self.choices!r}"
+
+
+def choices_of(annotation: Any) -> tuple[Any, ...] | None:
+    """The values a ``OneOf`` in ``Annotated[T, OneOf(...)]`` allows, else None."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        for meta in annotation.__metadata__:
+            if isinstance(meta, OneOf):
+                return meta.choices
+    return None
+
+
+def _strip_annotated(annotation: Any) -> Any:
+    return typing.get_args(annotation)[0] if typing.get_origin(annotation) is typing.Annotated else annotation
+
+
 def type_matches(value: Any, annotation: Any) -> bool:
     """True if ``value`` (as read from YAML) is acceptable for ``annotation``.
 
@@ -19,6 +44,7 @@ def type_matches(value: Any, annotation: Any) -> bool:
     list/tuple/Sequence[X] (YAML lists), dict, Literal, Optional/Union and ``X | Y``. Unknown or
     string annotations accept anything.
     """
+    annotation = _strip_annotated(annotation)
     if annotation in (inspect.Parameter.empty, Any) or isinstance(annotation, str):
         return True
     if annotation is None or annotation is type(None):
@@ -55,7 +81,12 @@ def type_matches(value: Any, annotation: Any) -> bool:
 
 
 def type_name(annotation: Any) -> str:
-    """A readable name for an annotation, e.g. ``int``, ``list[float]``, ``str | None``."""
+    """A readable name for an annotation, e.g. ``int``, ``list[float]``, ``str | None``,
+    ``int (one of 8, 16, 32)``."""
+    choices = choices_of(annotation)
+    if choices is not None:
+        return f"{type_name(_strip_annotated(annotation))} (one of {', '.join(repr(c) for c in choices)})"
+    annotation = _strip_annotated(annotation)
     if annotation in (inspect.Parameter.empty, Any):
         return "any"
     if isinstance(annotation, str):

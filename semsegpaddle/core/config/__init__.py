@@ -1,6 +1,6 @@
-"""Configs: YAML loading with ``_base_`` and overrides (``loader``), the engine's keys (``schema``),
-and value checks against type annotations live in ``semsegpaddle.core.common.typecheck``; the
-packaged configs are registered by the built-in plugin ``semsegpaddle.plugins.configs``.
+"""Configs: YAML loading with ``_base_`` and overrides (``loader``) and the engine's keys
+(``schema``). Value checks against type annotations live in ``semsegpaddle.core.common.typecheck``;
+the packaged configs are registered by a built-in plugin, like any plugin's configs.
 
 ``semsegpaddle.core.config`` also offers the public names of :mod:`semsegpaddle.core.config.loader` (loaded on first use).
 """

@@ -29,7 +29,8 @@ import yaml
 
 from semsegpaddle.core.common.errors import ConfigError, SemsegError, did_you_mean
 from semsegpaddle.core.config.schema import SCHEMA, ComponentList, ComponentSection, Key, schema_defaults
-from semsegpaddle.core.common.typecheck import first_non_finite, is_path_annotation, type_matches, type_name
+from semsegpaddle.core.common.typecheck import (choices_of, first_non_finite, is_path_annotation, type_matches,
+                                                type_name)
 
 COMMAND_LINE = "command line"
 
@@ -383,6 +384,11 @@ def _validate_component(config: Config, dotted: str, section: Any, spec: Compone
             _check_value(config, key_path, value, spec.extra[key].type)
         elif (option := component.option(key)) is not None:
             _check_value(config, key_path, value, option.annotation)
+            choices = choices_of(option.annotation)
+            if choices is not None and value not in choices:
+                _fail(config, key_path, f"{key_path} ({spec.kind} '{name}'): {key}={value!r} is not one of "
+                                        f"{', '.join(repr(c) for c in choices)}"
+                                        f"{did_you_mean(value, [str(c) for c in choices]) if isinstance(value, str) else ''}")
         else:
             _fail(config, key_path, f"unknown key '{key_path}': {spec.kind} '{name}' has no option '{key}'"
                                     f"{did_you_mean(key, valid)}; valid: {', '.join(valid)}")

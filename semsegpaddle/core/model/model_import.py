@@ -66,29 +66,29 @@ def _mapping(config: dict[str, Any], keys: list[str], source: str) -> dict[str, 
 
 
 def detect_source(config: dict[str, Any], state: Mapping[str, np.ndarray], own: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
-    """The format whose names fill the most of the model: ``native`` when the file uses our names,
-    else one both the backbone and the decoder declare. Raises when none fits at all."""
-    if sum(k in state for k in own) >= 0.9 * max(len(own), 1):
-        return "native", {k: k for k in own if k in state}
+    """The format whose names fill the most of the model's tensors: ``native`` (our own names), or
+    one that both the backbone and the decoder declare; ``native`` wins a tie. Raises when none
+    fills any tensor."""
     backbone, decoder = config["model"]["backbone"]["name"], config["model"]["decoder"]["name"]
     formats = sorted(set(_sources("backbone", backbone)) & set(_sources("decoder", decoder)))
     keys = sorted(state)
-    best: tuple[int, str, dict[str, str]] | None = None
+    candidates = [("native", {k: k for k in own if k in state})]
     problems = []
     for source in formats:
         try:
-            mapping = _mapping(config, keys, source)
+            candidates.append((source, _mapping(config, keys, source)))
         except SemsegError as exc:
             problems.append(f"{source}: {exc}")
-            continue
-        covered = sum(1 for k, v in mapping.items() if k in own and v in state)
-        if best is None or covered > best[0]:
-            best = (covered, source, mapping)
-    if best is None or best[0] == 0:
+    scored = [(sum(1 for k, v in mapping.items() if k in own and v in state), -index, source, mapping)
+              for index, (source, mapping) in enumerate(candidates)]
+    covered, _, source, mapping = max(scored)
+    if covered < len(own) and problems:  # a format that knew the file refused it: its reason matters most
+        raise SemsegError("; ".join(problems))
+    if covered == 0:
         tried = "; ".join(problems) or f"formats tried: {', '.join(formats) or 'none declared'}"
         raise SemsegError(f"the weights match neither this model's names nor a format that backbone "
                           f"'{backbone}' and decoder '{decoder}' both import ({tried})")
-    return best[1], best[2]
+    return source, mapping
 
 
 def _is_class_axis(own_shape: tuple[int, ...], source_shape: tuple[int, ...], num_classes: int) -> bool:

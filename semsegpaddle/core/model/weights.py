@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from semsegpaddle.core.common.errors import SemsegError, did_you_mean
+from semsegpaddle.core.common.errors import SemsegError
 
 _BN_RENAMES = {"running_mean": "_mean", "running_var": "_variance"}
 

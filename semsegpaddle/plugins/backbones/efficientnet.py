@@ -8,10 +8,11 @@ built, so ``semseg --help``, ``list`` and ``config`` stay fast.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from semsegpaddle import hookimpl
 from semsegpaddle.core.common.lazy import lazy_attributes
+from semsegpaddle.core.common.typecheck import OneOf
 
 _HEAD_PREFIXES = ("conv_head.", "bn2.", "classifier.")
 #: names defined in efficientnet_impl, served lazily by ``__getattr__``
@@ -19,9 +20,11 @@ _MODEL_NAMES = ("VARIANTS", "make_divisible", "scaled_channels", "scaled_repeats
                 "SqueezeExcite", "DepthwiseSeparable", "InvertedResidual", "EfficientNet")
 
 
-def build_efficientnet(variant: str = "b0", drop_connect_rate: float = 0.2, output_stride: int = 32,
+def build_efficientnet(variant: Annotated[str, OneOf("b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7")] = "b0",
+                       drop_connect_rate: float = 0.2, output_stride: Annotated[int, OneOf(8, 16, 32)] = 32,
                        norm_momentum: float = 0.9, norm_eps: float = 1e-5, frozen_stages: int = -1,
-                       freeze_bn_stats: bool = False, padding: str = "symmetric"):
+                       freeze_bn_stats: bool = False,
+                       padding: Annotated[str, OneOf("symmetric", "same")] = "symmetric"):
     """Build an EfficientNet B0–B7 backbone (see ``efficientnet_impl.EfficientNet``)."""
     from semsegpaddle.plugins.backbones.efficientnet_impl import EfficientNet
 

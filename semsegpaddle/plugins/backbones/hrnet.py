@@ -10,10 +10,11 @@ so ``semseg --help``, ``list`` and ``config`` stay fast.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from semsegpaddle import hookimpl
 from semsegpaddle.core.common.lazy import lazy_attributes
+from semsegpaddle.core.common.typecheck import OneOf
 
 # timm's ImageNet classification head, which segmentation does not use
 CLASSIFIER_PREFIXES = ("incre_modules.", "downsamp_modules.", "final_layer.", "classifier.")
@@ -22,8 +23,8 @@ _MODEL_NAMES = ("ARCHS", "NUM_STAGES", "BasicBlock", "Bottleneck", "HighResoluti
 
 
 def build_hrnet(
-    width: str | int = "18",
-    output_stride: int = 32,
+    width: Annotated[str | int, OneOf("18_small", "18_small_v2", "18", "32", "48", 18, 32, 48)] = "18",
+    output_stride: Annotated[int, OneOf(8, 16, 32)] = 32,
     norm_momentum: float = 0.9,
     norm_eps: float = 1e-5,
     frozen_stages: int = -1,

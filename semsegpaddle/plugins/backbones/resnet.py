@@ -12,7 +12,7 @@ so ``semseg --help``, ``list`` and ``config`` stay fast.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Literal, Mapping, Sequence
 
 from semsegpaddle import hookimpl
 from semsegpaddle.core.common.errors import SemsegError
@@ -23,14 +23,21 @@ _MODEL_NAMES = ("RESNET_DEPTHS", "RESNEXT_VARIANTS", "STEMS", "STAGE_PLANES", "D
                 "MULTI_GRID_MODES", "BasicBlock", "Bottleneck", "ResNet")
 
 
+#: choices the config layer checks before building (the model checks them again)
+Stem = Literal["standard", "deep", "deep_avgdown"]
+OutputStride = Literal[8, 16, 32]
+DilationStyle = Literal["timm", "paddleseg"]
+MultiGridMode = Literal["relative", "absolute"]
+
+
 def build_resnet(
-    depth: int = 50,
-    stem: str = "standard",
+    depth: Literal[18, 34, 50, 101, 152] = 50,
+    stem: Stem = "standard",
     stem_channels: int = 64,
-    output_stride: int = 32,
-    dilation_style: str = "timm",
+    output_stride: OutputStride = 32,
+    dilation_style: DilationStyle = "timm",
     multi_grid: list[int] | None = None,
-    multi_grid_mode: str = "relative",
+    multi_grid_mode: MultiGridMode = "relative",
     norm_momentum: float = 0.9,
     norm_eps: float = 1e-5,
     frozen_stages: int = -1,
@@ -50,13 +57,13 @@ def build_resnet(
 
 
 def build_resnext(
-    variant: str = "50_32x4d",
-    stem: str = "standard",
+    variant: Literal["50_32x4d", "101_32x8d", "101_64x4d"] = "50_32x4d",
+    stem: Stem = "standard",
     stem_channels: int = 64,
-    output_stride: int = 32,
-    dilation_style: str = "timm",
+    output_stride: OutputStride = 32,
+    dilation_style: DilationStyle = "timm",
     multi_grid: list[int] | None = None,
-    multi_grid_mode: str = "relative",
+    multi_grid_mode: MultiGridMode = "relative",
     norm_momentum: float = 0.9,
     norm_eps: float = 1e-5,
     frozen_stages: int = -1,

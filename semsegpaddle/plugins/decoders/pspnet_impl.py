@@ -49,7 +49,8 @@ class FixedKernelAvgPool(nn.Layer):
         self.bins = bins
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        height, width = spatial_size(x)[0], spatial_size(x)[1]
+        size = spatial_size(x)
+        height, width = size[0], size[1]
         if paddle.in_dynamic_mode():
             check_fixed_kernel_size(height, self.bins, "height")
             check_fixed_kernel_size(width, self.bins, "width")
