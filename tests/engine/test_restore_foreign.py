@@ -125,3 +125,19 @@ def test_a_missing_weights_file_is_one_clear_error(import_plugins, config_file, 
     config = api.load_config(str(config_file))
     with pytest.raises(api.SemsegError, match="weights file not found: .*absent.pdparams"):
         api.load_model(config, tmp_path / "absent.pdparams")
+
+
+def test_predict_with_a_config_and_weights_from_a_url(import_plugins, config_file, http_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("SEMSEG_CACHE", str(tmp_path / "cache"))
+    folder, base = http_folder
+    config = api.load_config(str(config_file))
+    path, reference = _foreign_file(config, folder)
+    image = tmp_path / "street.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (36, 52, 3), dtype=np.uint8)).save(image)
+    result = invoke("predict", image, "--config", config_file, "--weights", f"{base}/{path.name}",
+                    "--output", tmp_path / "masks")
+    assert result.exit_code == 0, result.output
+    pixels = np.asarray(Image.open(image), dtype=np.float32).transpose(2, 0, 1)[None]
+    with paddle.no_grad():
+        expected = reference.eval()(paddle.to_tensor(pixels)).numpy()[0].argmax(0)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "masks" / "street.png")), expected)

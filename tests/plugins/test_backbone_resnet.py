@@ -280,7 +280,7 @@ def test_hook_registers_both_backbones():
     registry = state.registries["backbone"]
     assert {"resnet", "resnext"} <= set(registry.names())
     common = {"stem", "output_stride", "multi_grid", "norm_momentum", "norm_eps", "frozen_stages",
-              "freeze_bn_stats"}
+              "freeze_bn_stats", "stem_channels", "dilation_style", "multi_grid_mode"}
     resnet, resnext = registry.get("resnet"), registry.get("resnext")
     assert {o.name for o in resnet.options} == common | {"depth"}
     assert {o.name for o in resnext.options} == common | {"variant"}

@@ -92,6 +92,7 @@ def dilations(stage) -> list[int]:
 # -------------------------------------------------------------------------------------------------
 
 PADDLESEG_CASES = [(50, None), (50, [1, 2, 4]), (101, None), (101, [1, 2, 4])]
+PADDLESEG_IDS = [f"r{depth}-mg{'124' if grid else 'none'}" for depth, grid in PADDLESEG_CASES]
 
 
 @functools.lru_cache(maxsize=None)
@@ -110,7 +111,7 @@ def paddleseg_reference(depth: int, multi_grid: tuple[int, ...] | None):
     return reference, state
 
 
-@pytest.fixture(scope="module", params=PADDLESEG_CASES, ids=[f"r{d}-mg{'124' if g else 'none'}" for d, g in PADDLESEG_CASES])
+@pytest.fixture(scope="module", params=PADDLESEG_CASES, ids=PADDLESEG_IDS)
 def paddleseg_pair(request):
     """(reference ResNet_vd, ours loaded through ``paddleseg_names``, our options), built once per case."""
     depth, multi_grid = request.param
@@ -302,7 +303,8 @@ def test_seed_static_structure_and_names():
 
 
 @pytest.mark.parametrize("factory, options, message", [
-    (build_resnet, {"dilation_style": "mmseg"}, r"dilation_style='mmseg' is invalid: expected one of timm, paddleseg"),
+    (build_resnet, {"dilation_style": "mmseg"},
+     r"dilation_style='mmseg' is invalid: expected one of timm, paddleseg"),
     (build_resnext, {"dilation_style": None}, r"dilation_style=None"),
     (build_resnet, {"multi_grid_mode": "times"}, r"multi_grid_mode='times' is invalid: expected one of relative"),
     (build_resnet, {"stem_channels": 0}, r"stem_channels=0 is invalid: expected a positive integer"),
@@ -318,7 +320,8 @@ def test_bad_option_is_one_line_error(factory, options, message):
 
 @pytest.mark.parametrize("names_fn, keys, options, message", [
     (paddleseg_names, ["backbone.conv1_1._conv.weight"], {}, "need backbone options stem: deep_avgdown"),
-    (paddleseg_names, ["backbone.conv1_1._conv.weight"], {"depth": 18, "stem": "deep_avgdown"}, "depth 50, 101 or 152"),
+    (paddleseg_names, ["backbone.conv1_1._conv.weight"], {"depth": 18, "stem": "deep_avgdown"},
+     "depth 50, 101 or 152"),
     (paddleseg_names, ["backbone.conv1_1._conv.weight", "backbone.bb_2_0.conv0._conv.weight"],
      {"depth": 101, "stem": "deep_avgdown"}, "1 blocks in its third stage, depth 101 has 23"),
     (paddleseg_names, ["backbone.conv1.weight"], {"stem": "deep_avgdown"}, "not PaddleSeg ResNet_vd weights"),
@@ -326,7 +329,8 @@ def test_bad_option_is_one_line_error(factory, options, message):
     (torchvision_names, ["backbone.layer1.0.conv1.weight"], {"output_stride": 8, "dilation_style": "paddleseg"},
      "dilation_style: timm"),
     (seed_names, ["conv1_1_weights"], {"depth": 50, "stem": "deep", "stem_channels": 128}, "depth: 101"),
-    (seed_names, ["conv1.weight"], {"depth": 101, "stem": "deep", "stem_channels": 128}, "no tensor 'conv1_1_weights'"),
+    (seed_names, ["conv1.weight"], {"depth": 101, "stem": "deep", "stem_channels": 128},
+     "no tensor 'conv1_1_weights'"),
 ])
 def test_names_refuse_other_checkpoints_in_one_line(names_fn, keys, options, message):
     with pytest.raises(SemsegError, match=message) as info:

@@ -160,3 +160,10 @@ def test_registered_through_the_entry_point():
     component = get_registry("dataset").get("ade20k")
     defaults = {option.name: option.default for option in component.options}
     assert defaults["reduce_zero_label"] is True and defaults["label_map"] is None
+
+
+@pytest.mark.parametrize("options", [{}, {"reduce_zero_label": False}])
+def test_declared_label_space_is_the_datasets_own(release, options):
+    from tests.helpers.labels import assert_declared_labels_match
+
+    assert_declared_labels_match("ade20k", release, options)

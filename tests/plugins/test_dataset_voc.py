@@ -257,3 +257,10 @@ def test_train_and_eval_through_the_cli(devkit, tmp_path):
 def test_cli_missing_root_is_one_line(tmp_path):
     lines = missing_root_error("voc", tmp_path)
     assert len(lines) == 1 and "dataset.root" in lines[0] and str(tmp_path / "nowhere") in lines[0], lines
+
+
+@pytest.mark.parametrize("options", [{}, {"reduce_zero_label": True}])
+def test_declared_label_space_is_the_datasets_own(devkit, options):
+    from tests.helpers.labels import assert_declared_labels_match
+
+    assert_declared_labels_match("voc", devkit, options)

@@ -43,7 +43,7 @@ def checkpoint_config(weights: str | Path, overrides: Iterable[str] = ()) -> Con
 
 
 def resolve_config(config: str | Path | None, overrides: Iterable[str] = (),
-                   weights: str | Path | None = None) -> tuple[Config, Path]:
+                   weights: str | Path | None = None) -> tuple[Config, Path | str]:
     """The config and checkpoint that predict and export use.
 
     With ``config`` (a file or packaged name): that config with ``overrides``, and ``weights`` or
@@ -53,6 +53,8 @@ def resolve_config(config: str | Path | None, overrides: Iterable[str] = (),
     """
     if config is not None:
         loaded = load_config(config, overrides)
+        if is_url(weights):
+            return loaded, weights
         return loaded, Path(weights) if weights else default_weights(loaded)
     overrides = list(overrides)
     if weights is None:
@@ -131,7 +133,26 @@ def checkpoint_labels(config: dict[str, Any], weights: str | Path | None = None)
     if names:
         palette = config["model"].get("palette") or np.asarray(default_palette(len(names))).tolist()
         return {"num_classes": len(names), "class_names": list(names), "palette": palette}
+    declared = declared_labels(config)
+    if declared is not None:
+        return declared
     return label_space(create_dataset(config, config["dataset"]["val_split"]))
+
+
+def declared_labels(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The classes and palette the config's dataset plugin declares for its options (registration
+    extra ``label_space``), known without the dataset's files; None when it declares none."""
+    from semsegpaddle.core.config.schema import SCHEMA
+    from semsegpaddle.core.plugin.build import component_options
+    from semsegpaddle.core.plugin.manager import get_registry
+
+    section = config["dataset"]
+    declare = get_registry("dataset").get(section["name"]).extras.get("label_space")
+    labels = declare(component_options(section, SCHEMA["dataset"].extra)) if declare else None
+    if not labels:
+        return None
+    return {"num_classes": len(labels["class_names"]), "class_names": list(labels["class_names"]),
+            "palette": [list(map(int, c)) for c in labels["palette"]]}
 
 
 def load_model(config: dict[str, Any], weights: str | Path | None = None, num_classes: int | None = None):

@@ -12,11 +12,12 @@ so ``semseg --help``, ``list`` and ``config`` stay fast.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Iterator, Literal, Mapping, Sequence
+from typing import Annotated, Any, Callable, Iterator, Mapping, Sequence
 
 from semsegpaddle import hookimpl
 from semsegpaddle.core.common.errors import SemsegError
 from semsegpaddle.core.common.lazy import lazy_attributes
+from semsegpaddle.core.common.typecheck import OneOf
 
 #: names defined in resnet_impl, served lazily by ``__getattr__``
 _MODEL_NAMES = ("RESNET_DEPTHS", "RESNEXT_VARIANTS", "STEMS", "STAGE_PLANES", "DILATION_STYLES",
@@ -24,14 +25,14 @@ _MODEL_NAMES = ("RESNET_DEPTHS", "RESNEXT_VARIANTS", "STEMS", "STAGE_PLANES", "D
 
 
 #: choices the config layer checks before building (the model checks them again)
-Stem = Literal["standard", "deep", "deep_avgdown"]
-OutputStride = Literal[8, 16, 32]
-DilationStyle = Literal["timm", "paddleseg"]
-MultiGridMode = Literal["relative", "absolute"]
+Stem = Annotated[str, OneOf("standard", "deep", "deep_avgdown")]
+OutputStride = Annotated[int, OneOf(8, 16, 32)]
+DilationStyle = Annotated[str, OneOf("timm", "paddleseg")]
+MultiGridMode = Annotated[str, OneOf("relative", "absolute")]
 
 
 def build_resnet(
-    depth: Literal[18, 34, 50, 101, 152] = 50,
+    depth: Annotated[int, OneOf(18, 34, 50, 101, 152)] = 50,
     stem: Stem = "standard",
     stem_channels: int = 64,
     output_stride: OutputStride = 32,
@@ -57,7 +58,7 @@ def build_resnet(
 
 
 def build_resnext(
-    variant: Literal["50_32x4d", "101_32x8d", "101_64x4d"] = "50_32x4d",
+    variant: Annotated[str, OneOf("50_32x4d", "101_32x8d", "101_64x4d")] = "50_32x4d",
     stem: Stem = "standard",
     stem_channels: int = 64,
     output_stride: OutputStride = 32,

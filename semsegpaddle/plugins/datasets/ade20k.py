@@ -22,12 +22,26 @@ def ade20k(split: str, *, root: Path, reduce_zero_label: bool = True, label_map:
     return ADE20KDataset(root, split, mapping)
 
 
+def ade20k_labels(options: dict) -> dict | None:
+    """The classes and palette an ``ade20k`` dataset with ``options`` has, known without its files
+    (None when a ``label_map`` makes them depend on the data)."""
+    if options.get("label_map"):
+        return None
+    from semsegpaddle.plugins.datasets.ade20k_impl import CLASS_NAMES, OTHER_COLOUR, OTHER_NAME, PALETTE
+
+    names, palette = list(CLASS_NAMES), [[int(v) for v in c] for c in PALETTE]
+    if not options.get("reduce_zero_label", True):
+        names, palette = [OTHER_NAME, *names], [list(OTHER_COLOUR), *palette]
+    return {"class_names": names, "palette": palette}
+
+
 @hookimpl
 def semseg_register_datasets(register):
     """Register the ``ade20k`` dataset."""
     register(
         "ade20k",
         ade20k,
+        label_space=ade20k_labels,
         options={
             "root": "the ADEChallengeData2016 folder (images/, annotations/) or the folder holding it",
             **LABEL_OPTIONS,

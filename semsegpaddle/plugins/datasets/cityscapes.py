@@ -54,12 +54,24 @@ def submission_ids() -> dict[int, int]:
     return {label.train_id: label.id for label in TRAIN_LABELS}
 
 
+def cityscapes_labels(options: dict) -> dict | None:
+    """The classes and palette a ``cityscapes`` dataset with ``options`` has, known without its files
+    (None when a ``label_map`` makes them depend on the data)."""
+    if options.get("label_map"):
+        return None
+    from semsegpaddle.plugins.datasets.cityscapes_labels import CLASS_NAMES, PALETTE
+
+    skip = 1 if options.get("reduce_zero_label") else 0
+    return {"class_names": list(CLASS_NAMES[skip:]), "palette": [list(c) for c in PALETTE[skip:]]}
+
+
 @hookimpl
 def semseg_register_datasets(register):
     """Register the ``cityscapes`` dataset."""
     register(
         "cityscapes",
         cityscapes,
+        label_space=cityscapes_labels,
         options={
             "root": "folder holding leftImg8bit/ and gtFine/ (gtCoarse/ for coarse; list files optional)",
             "use_train_ids": "true: read *_labelTrainIds.png where present, else convert *_labelIds.png; "

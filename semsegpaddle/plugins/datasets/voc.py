@@ -27,12 +27,24 @@ def voc(split: str, *, root: Path, aug: bool = False, label_map: dict[int, int] 
     return VOCDataset(root, split, mapping, aug=aug)
 
 
+def voc_labels(options: dict) -> dict | None:
+    """The classes and palette a ``voc`` dataset with ``options`` has, known without its files
+    (None when a ``label_map`` makes them depend on the data)."""
+    if options.get("label_map"):
+        return None
+    from semsegpaddle.plugins.datasets.voc_impl import CLASS_NAMES, PALETTE
+
+    skip = 1 if options.get("reduce_zero_label") else 0
+    return {"class_names": list(CLASS_NAMES[skip:]), "palette": [[int(v) for v in c] for c in PALETTE[skip:]]}
+
+
 @hookimpl
 def semseg_register_datasets(register):
     """Register the ``voc`` dataset."""
     register(
         "voc",
         voc,
+        label_space=voc_labels,
         options={
             "root": "VOCdevkit, or VOCdevkit/VOC2012 (JPEGImages/, SegmentationClass/, ImageSets/Segmentation/)",
             "aug": "true: the train split is the SBD-augmented set (SegmentationClassAug/ with train_aug.txt, "
