@@ -82,7 +82,8 @@ def list_command(kind: str | None, pattern: str, as_json: bool) -> None:
             "kind": c.kind, "name": c.name, "description": c.description, "plugin": c.plugin,
             "distribution": c.distribution, "version": c.version,
             "options": [{"name": o.name, "type": o.type_name, "default": None if o.required else o.default,
-                         "required": o.required, "description": o.description} for o in c.options],
+                         "required": o.required, "choices": o.choices, "description": o.description}
+                        for o in c.options],
         } for c in components], indent=2, default=str))
         return
     for current in KIND_CHOICES:
@@ -94,6 +95,8 @@ def list_command(kind: str | None, pattern: str, as_json: bool) -> None:
             click.echo(f"  {c.name}  [plugin {c.plugin}, {c.distribution} {c.version}]  {c.description}")
             for o in c.options:
                 value = "(required)" if o.required else f"= {o.default!r}"
+                if o.choices is not None:
+                    value += f" (one of {', '.join(map(repr, o.choices))})"
                 click.echo(f"      {o.name}: {o.type_name} {value}  — {o.description}")
 
 

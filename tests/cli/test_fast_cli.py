@@ -197,7 +197,8 @@ def test_list_json_shows_every_component_with_its_options(semseg):
         assert got == json.loads(json.dumps(options, default=str)), key
         assert rows[key]["description"] and rows[key]["distribution"] == BUILTIN_DISTRIBUTION
     resnet = {o["name"]: o for o in rows[("backbone", "resnet")]["options"]}
-    assert resnet["depth"]["default"] == 50 and resnet["depth"]["type"] == "int (one of 18, 34, 50, 101, 152)"
+    assert resnet["depth"]["default"] == 50 and resnet["depth"]["type"] == "int"
+    assert resnet["depth"]["choices"] == [18, 34, 50, 101, 152] and resnet["stem_channels"]["choices"] is None
     synthetic = {o["name"]: o for o in rows[("dataset", "synthetic")]["options"]}
     assert synthetic["image_size"]["default"] == 96 and "split" not in synthetic
 

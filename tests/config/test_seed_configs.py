@@ -55,3 +55,28 @@ def test_seed_models_build_and_run(name):
     model.eval()
     with paddle.no_grad():
         assert model(paddle.rand([1, 3, 64, 64]) * 255).shape == [1, classes, 64, 64]
+
+
+SEED_OWN = [f"seed_{decoder}_r101_{dataset}" for decoder in ("pspnet", "glore") for dataset in ("cityscapes", "pascal_context")]
+
+
+@pytest.mark.parametrize("name", SEED_OWN)
+def test_seed_own_backbone_configs_build_the_seeds_resnet(name):
+    """The seed's dygraph backbone: a plain ResNet (7×7 stem, no avg-pool shortcuts), layer4 dilated
+    2/4/8; its PSPNet pools with a fixed kernel. Built on ResNet-50 (the same layer4) for speed."""
+    import paddle
+
+    from semsegpaddle.core.model.assembly import build_model
+
+    config = load_config(name, ["model.backbone.depth=50"])
+    assert config["model"]["backbone"]["stem"] == "standard"
+    model = build_model(config, 19)
+    dilations = [block.conv2._dilation for block in model.backbone.layer4]
+    assert [d[0] if isinstance(d, (list, tuple)) else d for d in dilations] == [2, 4, 8]
+    assert all(not isinstance(layer, paddle.nn.AvgPool2D) for layer in model.backbone.sublayers())
+    if "pspnet" in name:
+        assert config["model"]["decoder"]["pooling"] == "fixed_kernel"
+    side = 256 if "pspnet" in name else 64  # the fixed-kernel pool needs maps wider than 30 cells for 6 bins
+    model.eval()
+    with paddle.no_grad():
+        assert model(paddle.rand([1, 3, side, side]) * 255).shape == [1, 19, side, side]

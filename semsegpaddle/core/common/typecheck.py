@@ -81,11 +81,8 @@ def type_matches(value: Any, annotation: Any) -> bool:
 
 
 def type_name(annotation: Any) -> str:
-    """A readable name for an annotation, e.g. ``int``, ``list[float]``, ``str | None``,
-    ``int (one of 8, 16, 32)``."""
-    choices = choices_of(annotation)
-    if choices is not None:
-        return f"{type_name(_strip_annotated(annotation))} (one of {', '.join(repr(c) for c in choices)})"
+    """A readable name for an annotation, e.g. ``int``, ``list[float]``, ``str | None`` (the values
+    a ``OneOf`` allows are listed apart, see :func:`choices_of`)."""
     annotation = _strip_annotated(annotation)
     if annotation in (inspect.Parameter.empty, Any):
         return "any"

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from semsegpaddle.core.common.errors import DuplicateComponentError, UnknownComponentError, did_you_mean
-from semsegpaddle.core.common.typecheck import type_name
+from semsegpaddle.core.common.typecheck import choices_of, type_name
 
 _EMPTY = inspect.Parameter.empty
 NAME_PATTERN = r"[a-z][a-z0-9_\-.]*"
@@ -39,6 +39,12 @@ class Option:
     def type_name(self) -> str:
         """The annotation as a readable string, e.g. ``int`` or ``list[int] | None``."""
         return type_name(self.annotation)
+
+    @property
+    def choices(self) -> list[Any] | None:
+        """The values the option allows when its annotation declares them (``OneOf``), else None."""
+        choices = choices_of(self.annotation)
+        return None if choices is None else list(choices)
 
     @property
     def required(self) -> bool:
