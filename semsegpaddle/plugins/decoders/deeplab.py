@@ -11,7 +11,7 @@ from semsegpaddle import hookimpl
 from semsegpaddle.core.common.errors import SemsegError
 from semsegpaddle.core.common.lazy import lazy_attributes
 from semsegpaddle.plugins.decoders.levels import (
-    aux_head_names, checked_names, conv_bn_names, conv_names, indexed_count, require_options, with_defaults,
+    checked_names, conv_bn_names, conv_names, indexed_count, require_options, torchvision_aux_names, with_defaults,
 )
 
 #: names that used to be defined here, now in deeplab_impl (served lazily by ``__getattr__``)
@@ -105,7 +105,7 @@ def torchvision_names(keys: Sequence[str], options: Mapping[str, Any]) -> dict[s
     names.update(conv_bn_names("refine", "classifier.1", "classifier.2", False))
     names.update(conv_names("classifier", "classifier.4"))
     names = checked_names(names, keys, "torchvision DeepLabV3")
-    return {**names, **aux_head_names(keys, "aux_classifier.0", "aux_classifier.1", "aux_classifier.4")}
+    return {**names, **torchvision_aux_names(keys)}
 
 
 #: option descriptions shared with DeepLabv3+ (whose ASPP is the same)

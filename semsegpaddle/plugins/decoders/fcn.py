@@ -8,7 +8,7 @@ from typing import Any, Mapping, Sequence
 
 from semsegpaddle import hookimpl
 from semsegpaddle.plugins.decoders.levels import (
-    aux_head_names, checked_names, conv_bn_names, conv_names, require_options, with_defaults,
+    checked_names, conv_bn_names, conv_names, require_options, torchvision_aux_names, with_defaults,
 )
 
 
@@ -30,7 +30,7 @@ def torchvision_names(keys: Sequence[str], options: Mapping[str, Any]) -> dict[s
     names = conv_bn_names("conv", "classifier.0", "classifier.1", False)
     names.update(conv_names("classifier", "classifier.4"))
     names = checked_names(names, keys, "torchvision FCN")
-    return {**names, **aux_head_names(keys, "aux_classifier.0", "aux_classifier.1", "aux_classifier.4")}
+    return {**names, **torchvision_aux_names(keys)}
 
 
 @hookimpl

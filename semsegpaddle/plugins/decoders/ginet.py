@@ -7,7 +7,7 @@ from typing import Any, Mapping, Sequence
 from semsegpaddle import hookimpl
 from semsegpaddle.core.common.errors import SemsegError
 from semsegpaddle.plugins.decoders.levels import (
-    BATCHNORM_TENSORS, aux_head_names, checked_names, conv_bn_names, conv_names, require_options, with_defaults,
+    BATCHNORM_TENSORS, checked_names, conv_bn_names, conv_names, paddleseg_aux_names, require_options, with_defaults,
 )
 
 
@@ -90,8 +90,7 @@ def paddleseg_names(keys: Sequence[str], options: Mapping[str, Any]) -> dict[str
     if jpu:
         names.update(_paddleseg_jpu_names())
     names = checked_names(names, keys, "PaddleSeg GINet")
-    return {**names, **aux_head_names(keys, "auxlayer.conv_bn_relu._conv", "auxlayer.conv_bn_relu._batch_norm",
-                                      "auxlayer.conv")}
+    return {**names, **paddleseg_aux_names(keys, "auxlayer")}
 
 
 @hookimpl

@@ -15,7 +15,7 @@ from paddle import nn
 from semsegpaddle.core.common.errors import ConfigError
 from semsegpaddle.core.model.interfaces import Decoder, FeatureInfo
 from semsegpaddle.core.model.layers import ConvBNReLU
-from semsegpaddle.plugins.decoders.graph_ops import batch_size, flatten_pixels, pixel_count, unflatten_like
+from semsegpaddle.plugins.decoders.graph_ops import GraphConv, batch_size, flatten_pixels, pixel_count, unflatten_like
 from semsegpaddle.plugins.decoders.jpu import JPU
 from semsegpaddle.plugins.decoders.levels import check_bool, check_choice, check_dropout, check_positive
 
@@ -48,20 +48,6 @@ def load_class_embeddings(path: str | Path, num_classes: int) -> np.ndarray:
         raise ConfigError(f"class_embeddings file {path}: expected finite numbers, got dtype {array.dtype} "
                           f"with non-finite or non-numeric values")
     return array.astype(np.float32)
-
-
-class NodeGCN(nn.Layer):
-    """GINet's graph convolution on N×S×K node states: a 1D conv across the K nodes plus the identity,
-    a ReLU, then a 1D conv across the S states."""
-
-    def __init__(self, num_state: int, num_node: int) -> None:
-        super().__init__()
-        self.node_conv = nn.Conv1D(num_node, num_node, 1)
-        self.state_conv = nn.Conv1D(num_state, num_state, 1, bias_attr=False)
-
-    def forward(self, v: paddle.Tensor) -> paddle.Tensor:
-        h = self.node_conv(v.transpose([0, 2, 1])).transpose([0, 2, 1]) + v
-        return self.state_conv(F.relu(h))
 
 
 class GraphInteraction(nn.Layer):
@@ -98,8 +84,8 @@ class GraphInteractionUnit(nn.Layer):
         super().__init__()
         self.project = nn.Conv2D(channels, num_node, 1)
         self.reduce = nn.Conv2D(channels, num_state, 1)
-        self.visual_gcn = NodeGCN(num_state, num_node)
-        self.semantic_gcn = NodeGCN(num_state, num_classes)
+        self.visual_gcn = GraphConv(num_state, num_node, relu_between=True)
+        self.semantic_gcn = GraphConv(num_state, num_classes, relu_between=True)
         self.interaction = GraphInteraction(num_state)
         self.gamma_visual = self.create_parameter([num_node], default_initializer=nn.initializer.Constant(0.0))
         self.gamma_semantic = self.create_parameter([num_classes], default_initializer=nn.initializer.Constant(0.0))

@@ -5,7 +5,7 @@ from typing import Any, Mapping, Sequence
 
 from semsegpaddle import hookimpl
 from semsegpaddle.plugins.decoders.levels import (
-    BATCHNORM_TENSORS, aux_head_names, checked_names, conv_bn_names, conv_names, require_options, with_defaults,
+    BATCHNORM_TENSORS, checked_names, conv_bn_names, conv_names, paddleseg_aux_names, require_options, with_defaults,
 )
 
 
@@ -34,9 +34,7 @@ def paddleseg_names(keys: Sequence[str], options: Mapping[str, Any]) -> dict[str
     names.update({f"reasoning.norm.{tensor}": f"{unit}.extend_bn.{tensor}" for tensor in BATCHNORM_TENSORS})
     names.update(conv_names("classifier", "head.classifier"))
     names = checked_names(names, keys, "PaddleSeg GloRe")
-    aux = "head.auxlayer"
-    return {**names, **aux_head_names(keys, f"{aux}.conv_bn_relu._conv", f"{aux}.conv_bn_relu._batch_norm",
-                                      f"{aux}.conv")}
+    return {**names, **paddleseg_aux_names(keys)}
 
 
 @hookimpl

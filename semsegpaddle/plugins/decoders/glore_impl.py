@@ -3,28 +3,12 @@ and the segmentation head built around it."""
 from __future__ import annotations
 
 import paddle
-import paddle.nn.functional as F
 from paddle import nn
 
 from semsegpaddle.core.model.interfaces import Decoder, FeatureInfo
 from semsegpaddle.core.model.layers import ConvBNReLU
-from semsegpaddle.plugins.decoders.graph_ops import flatten_pixels, pixel_count, unflatten_like
+from semsegpaddle.plugins.decoders.graph_ops import GraphConv, flatten_pixels, pixel_count, unflatten_like
 from semsegpaddle.plugins.decoders.levels import check_dropout, check_positive, level_index
-
-
-class GraphConv(nn.Layer):
-    """The paper's graph convolution on an N×S×K matrix of K node states of width S:
-    ``relu(((I − A) V) W)`` — a 1D convolution across the nodes (the adjacency A, learned, with the
-    identity kept as a residual), then one across the states (W) and a ReLU."""
-
-    def __init__(self, num_state: int, num_node: int) -> None:
-        super().__init__()
-        self.node_conv = nn.Conv1D(num_node, num_node, 1)
-        self.state_conv = nn.Conv1D(num_state, num_state, 1, bias_attr=False)
-
-    def forward(self, v: paddle.Tensor) -> paddle.Tensor:
-        h = self.node_conv(v.transpose([0, 2, 1])).transpose([0, 2, 1]) + v
-        return F.relu(self.state_conv(h))
 
 
 class GlobalReasoningUnit(nn.Layer):

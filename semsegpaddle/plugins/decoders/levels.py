@@ -97,6 +97,17 @@ def aux_head_names(keys: Sequence[str], conv: str, norm: str, classifier: str) -
     return names
 
 
+def paddleseg_aux_names(keys: Sequence[str], aux: str = "head.auxlayer") -> dict[str, str]:
+    """The core's FCN auxiliary head from PaddleSeg's ``AuxLayer`` at ``aux`` (conv-BN-ReLU, then a
+    1×1 conv); empty when the checkpoint has none."""
+    return aux_head_names(keys, f"{aux}.conv_bn_relu._conv", f"{aux}.conv_bn_relu._batch_norm", f"{aux}.conv")
+
+
+def torchvision_aux_names(keys: Sequence[str]) -> dict[str, str]:
+    """The core's FCN auxiliary head from torchvision's ``aux_classifier`` (an FCNHead on layer3)."""
+    return aux_head_names(keys, "aux_classifier.0", "aux_classifier.1", "aux_classifier.4")
+
+
 def indexed_count(keys: Sequence[str], prefix: str) -> int:
     """How many consecutive children ``prefix0.``, ``prefix1.``, ... the keys hold."""
     pattern = re.compile(re.escape(prefix) + r"(\d+)\.")

@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 from semsegpaddle import hookimpl
 from semsegpaddle.core.common.errors import SemsegError
 from semsegpaddle.plugins.decoders.levels import (
-    aux_head_names, checked_names, conv_bn_names, conv_names, indexed_count, require_options, with_defaults,
+    checked_names, conv_bn_names, conv_names, indexed_count, paddleseg_aux_names, require_options, with_defaults,
 )
 
 
@@ -47,9 +47,7 @@ def paddleseg_names(keys: Sequence[str], options: Mapping[str, Any]) -> dict[str
                                True))
     names.update(conv_names("classifier", "head.conv"))
     names = checked_names(names, keys, "PaddleSeg PSPNet")
-    aux = "head.auxlayer"
-    return {**names, **aux_head_names(keys, f"{aux}.conv_bn_relu._conv", f"{aux}.conv_bn_relu._batch_norm",
-                                      f"{aux}.conv")}
+    return {**names, **paddleseg_aux_names(keys)}
 
 
 @hookimpl
