@@ -207,8 +207,22 @@ def packaged_configs() -> list[dict[str, str]]:
     for entry in load_plugins().configs:
         origin = [] if entry.distribution == BUILTIN_DISTRIBUTION else [f"plugin {entry.plugin}"]
         origin += [] if entry.distribution == "-" else [f"{entry.distribution} {entry.version}"]
-        out.append({"name": entry.name, "path": str(entry.path), "origin": ", ".join(origin)})
+        out.append({"name": entry.name, "path": str(entry.path), "origin": ", ".join(origin),
+                    "zoo": _zoo_section(entry.path)})
     return out
+
+
+def _zoo_section(path: str | Path) -> dict[str, Any] | None:
+    """The ``zoo`` section a config file itself writes (trained weights and published mIoU), read
+    without validating the whole config so that listing stays fast; None when it has none."""
+    from semsegpaddle.core.config.loader import load_yaml
+
+    try:
+        data = load_yaml(Path(path).read_text(encoding="utf-8"))
+    except Exception:  # listing never fails on one unreadable file; loading it names the problem
+        return None
+    zoo = data.get("zoo") if isinstance(data, dict) else None
+    return zoo if isinstance(zoo, dict) else None
 
 
 def add_plugin_commands(group: Any) -> None:

@@ -1,6 +1,7 @@
 """The ``semseg`` command line (click). Commands are thin: their logic lives in semsegpaddle.api."""
 from __future__ import annotations
 
+import fnmatch
 import json
 import sys
 import warnings
@@ -13,6 +14,8 @@ from semsegpaddle import __version__, api
 from semsegpaddle.api import SemsegError
 
 KIND_CHOICES = ["backbone", "decoder", "dataset", "loss"]
+#: `semseg list config` lists the packaged configs (trained models with their published mIoU)
+LIST_CHOICES = [*KIND_CHOICES, "config"]
 #: exceptions whose message is the whole story for the user: one line, exit 1, no traceback
 USER_ERRORS = (SemsegError, ValueError, FileNotFoundError)
 
@@ -71,11 +74,19 @@ def _print_plugin_tracebacks() -> None:
 
 
 @cli.command(name="list")
-@click.argument("kind", required=False, type=click.Choice(KIND_CHOICES))
+@click.argument("kind", required=False, type=click.Choice(LIST_CHOICES))
 @click.option("--pattern", default="*", show_default=True, help="Only names matching this glob.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_command(kind: str | None, pattern: str, as_json: bool) -> None:
-    """List available backbones, decoders, datasets and losses, the plugin that gave each, and their options."""
+    """List available backbones, decoders, datasets and losses, the plugin that gave each, and their
+    options; `semseg list config`: the packaged configs, trained zoo models with their published mIoU."""
+    if kind == "config":
+        entries = [e for e in api.packaged_configs() if fnmatch.fnmatch(e["name"], pattern)]
+        if as_json:
+            click.echo(json.dumps(entries, indent=2))
+        else:
+            _echo_configs(entries)
+        return
     components = api.list_components(kind, pattern)
     if as_json:
         click.echo(json.dumps([{
@@ -124,10 +135,21 @@ def plugins(as_json: bool) -> None:
 def config(args: tuple[str, ...], list_packaged: bool) -> None:
     """Print the fully merged and validated config: CONFIG [key=value ...]."""
     if list_packaged:
-        for entry in api.packaged_configs():
-            click.echo(f"{entry['name']}  [{entry['origin']}]  {entry['path']}")
+        _echo_configs(api.packaged_configs())
         return
     click.echo(_load(args).to_yaml(), nl=False)
+
+
+def _echo_configs(entries: list[dict[str, Any]]) -> None:
+    """One line per packaged config; a trained model's also its published mIoU and weights."""
+    for entry in entries:
+        click.echo(f"{entry['name']}  [{entry['origin']}]  {entry['path']}")
+        zoo = entry.get("zoo") or {}
+        if zoo.get("weights_url"):
+            miou = zoo.get("published_miou") or {}
+            figures = ", ".join(f"{key} {value}" for key, value in miou.items())
+            click.echo(f"    trained: {zoo.get('source') or '?'}; published mIoU {figures or '?'}; "
+                       f"--weights {zoo['weights_url']}")
 
 
 @cli.command(name="check-data")

@@ -5,25 +5,22 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from semsegpaddle import __version__
-from semsegpaddle.cli import cli, split_config_args
+from semsegpaddle.cli import split_config_args
+from tests.helpers.cli import invoke
 
 
-@pytest.fixture
-def runner():
-    return CliRunner()
 
 
-def test_version(runner):
-    result = runner.invoke(cli, ["--version"])
+def test_version():
+    result = invoke("--version")
     assert result.exit_code == 0 and __version__ in result.output
 
 
-def test_list_shows_components_plugins_and_options(runner):
-    result = runner.invoke(cli, ["list"])
+def test_list_shows_components_plugins_and_options():
+    result = invoke("list")
     assert result.exit_code == 0, result.output
     for name in ("resnet", "deeplabv3", "synthetic"):
         assert f"  {name}  [plugin " in result.output
@@ -31,8 +28,8 @@ def test_list_shows_components_plugins_and_options(runner):
     assert "output_stride: int = 32" in result.output
 
 
-def test_list_json_and_kind_filter(runner):
-    result = runner.invoke(cli, ["list", "decoder", "--json"])
+def test_list_json_and_kind_filter():
+    result = invoke("list", "decoder", "--json")
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)
     assert {row["kind"] for row in rows} == {"decoder"}
@@ -40,37 +37,37 @@ def test_list_json_and_kind_filter(runner):
     assert deeplab["distribution"] == "semsegpaddle"
     assert {o["name"] for o in deeplab["options"]} == {"channels", "atrous_rates", "dropout", "in_level", "conv_bias",
                                                        "refine_conv"}
-    result = runner.invoke(cli, ["list", "backbone", "--json", "--pattern", "res*"])
+    result = invoke("list", "backbone", "--json", "--pattern", "res*")
     assert [row["name"] for row in json.loads(result.output)] == ["resnet", "resnext"]
 
 
-def test_plugins_command_lists_hooks(runner):
-    result = runner.invoke(cli, ["plugins", "--json"])
+def test_plugins_command_lists_hooks():
+    result = invoke("plugins", "--json")
     assert result.exit_code == 0
     rows = {row["name"]: row for row in json.loads(result.output)["plugins"]}
     assert rows["deeplabv3"]["hooks"] == ["semseg_register_decoders"]
     assert rows["synthetic"]["distribution"] == "semsegpaddle"
 
 
-def test_config_prints_merged_config_with_overrides(runner):
-    result = runner.invoke(cli, ["config", "synthetic_deeplabv3", "train.iters=3"])
+def test_config_prints_merged_config_with_overrides():
+    result = invoke("config", "synthetic_deeplabv3", "train.iters=3")
     assert result.exit_code == 0, result.output
     assert "iters: 3" in result.output and "width: 18_small" in result.output
     assert "norm_eps: 1.0e-05" in result.output  # the backbone's defaults are filled in
-    assert "synthetic_deeplabv3" in runner.invoke(cli, ["config", "--list"]).output
+    assert "synthetic_deeplabv3" in invoke("config", "--list").output
 
 
-def test_bad_input_is_one_line_and_nonzero(runner):
-    result = runner.invoke(cli, ["config", "synthetic_deeplabv3", "train.itres=3"])
+def test_bad_input_is_one_line_and_nonzero():
+    result = invoke("config", "synthetic_deeplabv3", "train.itres=3")
     assert result.exit_code == 1
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: command line:") and "iters" in lines[0]
-    result = runner.invoke(cli, ["config", "no_such_config"])
+    result = invoke("config", "no_such_config")
     assert result.exit_code == 1 and "neither a file nor a packaged config" in result.output
 
 
-def test_debug_flag_shows_the_traceback(runner):
-    result = runner.invoke(cli, ["--debug", "config", "synthetic_deeplabv3", "train.itres=3"])
+def test_debug_flag_shows_the_traceback():
+    result = invoke("--debug", "config", "synthetic_deeplabv3", "train.itres=3")
     assert result.exit_code == 1
     assert result.exception is not None and type(result.exception).__name__ == "ConfigError"
 
@@ -85,17 +82,17 @@ TINY = ["model.backbone.name=tiny", "model.decoder.channels=16", "dataset.name=t
         "eval.batch_size=2", "runtime.progress=false", "runtime.threads=2"]
 
 
-def test_train_eval_predict_through_the_cli(runner, tmp_path, tiny_plugins):
+def test_train_eval_predict_through_the_cli(tmp_path, tiny_plugins):
     out = tmp_path / "run"
     args = [*TINY, "train.iters=3", f"runtime.output_dir={out}"]
-    result = runner.invoke(cli, ["train", *args])
+    result = invoke("train", *args)
     assert result.exit_code == 0, result.output
     assert "mIoU" in result.output
     for name in ("model_last.safetensors", "model_best.safetensors",
                  "metrics.json", "config.yaml", "train_log.jsonl"):
         assert (out / name).is_file(), name
 
-    result = runner.invoke(cli, ["eval", *args, "--out", str(tmp_path / "m.json")])
+    result = invoke("eval", *args, "--out", str(tmp_path / "m.json"))
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert set(metrics["per_class"]) == {"background", "bright", "dark"}
@@ -103,8 +100,8 @@ def test_train_eval_predict_through_the_cli(runner, tmp_path, tiny_plugins):
 
     image = tmp_path / "in.png"
     Image.fromarray(np.full((40, 36, 3), 200, np.uint8)).save(image)
-    result = runner.invoke(cli, ["predict", str(image), "--output", str(tmp_path / "pred"), "--overlay",
-                                 *[f"--config={a}" for a in args]])
+    result = invoke("predict", str(image), "--output", str(tmp_path / "pred"), "--overlay",
+                                 *[f"--config={a}" for a in args])
     assert result.exit_code == 0, result.output
     mask = Image.open(tmp_path / "pred" / "in.png")
     assert mask.mode == "P" and mask.size == (36, 40)
@@ -112,8 +109,8 @@ def test_train_eval_predict_through_the_cli(runner, tmp_path, tiny_plugins):
     assert (tmp_path / "pred" / "in_overlay.png").is_file()
 
 
-def test_eval_with_missing_weights_is_a_clear_error(runner, tmp_path, tiny_plugins):
-    result = runner.invoke(cli, ["eval", *TINY, "--weights", str(tmp_path / "none.safetensors")])
+def test_eval_with_missing_weights_is_a_clear_error(tmp_path, tiny_plugins):
+    result = invoke("eval", *TINY, "--weights", str(tmp_path / "none.safetensors"))
     assert result.exit_code == 1 and "checkpoint not found" in result.output
 
 
@@ -129,7 +126,7 @@ def test_missing_paddle_names_the_install_command(monkeypatch):
     assert "pip install 'semsegpaddle[cpu]'" in str(info.value) and "paddlepaddle-gpu" in str(info.value)
 
 
-def test_list_still_works_with_a_broken_plugin(runner):
+def test_list_still_works_with_a_broken_plugin():
     import warnings
 
     from semsegpaddle import hookimpl
@@ -144,9 +141,25 @@ def test_list_still_works_with_a_broken_plugin(runner):
         warnings.simplefilter("ignore")
         plugin_module.reset_plugins(plugin_module.new_state(plugins=[(Broken(), "broken")]))
     try:
-        listed = runner.invoke(cli, ["list", "--json"])
+        listed = invoke("list", "--json")
         assert listed.exit_code == 0 and "synthetic" in listed.output
-        shown = runner.invoke(cli, ["plugins"])
+        shown = invoke("plugins")
         assert "broken  FAILED: RuntimeError: cannot find my data" in shown.output
     finally:
         plugin_module.reset_plugins(None)
+
+
+def test_config_list_and_list_config_show_trained_models_with_published_miou():
+    listed = invoke("config", "--list")
+    assert listed.exit_code == 0, listed.output
+    lines = listed.output.splitlines()
+    row = next(i for i, line in enumerate(lines) if line.startswith("paddleseg_pspnet_resnet101_os8_cityscapes_1024x512_80k "))
+    assert "published mIoU ss 80.48, flip 80.74, ms_flip 81.29" in lines[row + 1]
+    assert "--weights https://bj.bcebos.com/paddleseg/dygraph/cityscapes/" in lines[row + 1]
+    as_json = invoke("list", "config", "--pattern", "torchvision_*", "--json")
+    assert as_json.exit_code == 0, as_json.output
+    entries = {e["name"]: e for e in json.loads(as_json.output)}
+    assert set(entries) == {"torchvision_base", "torchvision_deeplabv3_resnet50", "torchvision_deeplabv3_resnet101",
+                            "torchvision_fcn_resnet50", "torchvision_fcn_resnet101"}
+    assert entries["torchvision_fcn_resnet50"]["zoo"]["published_miou"] == {"ss": 60.5}
+    assert entries["torchvision_base"]["zoo"] is None

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from semsegpaddle.cli import cli
+from tests.helpers.cli import invoke
 
 ROOT = Path(__file__).parents[2]
 README = (ROOT / "README.md").read_text()
@@ -49,9 +49,9 @@ def test_ci_runs_the_readme_test_command():
 def test_every_cli_command_is_in_the_readme():
     for name in cli.commands:
         assert f"semseg {name}" in README, name
-    train_help = CliRunner().invoke(cli, ["train", "--help"]).output
+    train_help = invoke("train", "--help").output
     assert "--resume" in train_help and "--overwrite" in train_help and "key=value" in train_help
-    help_text = CliRunner().invoke(cli, ["--help"]).output
+    help_text = invoke("--help").output
     assert all(name in help_text for name in cli.commands)
 
 

@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner
 
 from semsegpaddle import hookimpl
-from semsegpaddle.cli import cli
 from semsegpaddle.core.plugin import manager as plugin_module
 from semsegpaddle.core.plugin.build import build_component
 from semsegpaddle.core.config.loader import load_config, load_yaml, resolve_config_path
@@ -292,11 +290,10 @@ def test_factory_errors_get_the_file_and_key_prefix(tmp_path, inputs_plugin, mon
 
 
 def test_debug_shows_the_factory_traceback(tmp_path, inputs_plugin):
-    runner = CliRunner()
     args = ["eval", BASE, "dataset.name=touchy", "dataset.mode=key", f"runtime.output_dir={tmp_path}",
             "--weights", str(tmp_path / "none.safetensors")]
-    plain = runner.invoke(cli, args)
+    plain = invoke(*args)
     assert plain.exit_code == 1
     assert "Error: command line: dataset (dataset 'touchy'): KeyError: 'val_extra'" in plain.output
-    debug = runner.invoke(cli, ["--debug", *args])
+    debug = invoke("--debug", *args)
     assert isinstance(debug.exception, ConfigError) and isinstance(debug.exception.__cause__, KeyError)

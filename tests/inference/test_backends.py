@@ -10,11 +10,9 @@ import warnings
 import numpy as np
 import paddle
 import pytest
-from click.testing import CliRunner
 from paddle.static import InputSpec
 from PIL import Image
 
-from semsegpaddle.cli import cli
 from semsegpaddle.core.config.loader import config_from_dict
 from semsegpaddle.core.common.errors import SemsegError
 from semsegpaddle.core.inference.backends import DynamicBackend, PaddleInferenceBackend, read_export_info
@@ -76,11 +74,10 @@ def test_a_plain_jit_save_fails_under_onednn_and_the_error_says_to_export_again(
 
 @pytest.fixture
 def trained_and_exported(tmp_path, tiny_plugins):
-    runner = CliRunner()
     args = [*TINY, "train.iters=20", "train.lr=0.05", f"runtime.output_dir={tmp_path / 'run'}"]
-    result = runner.invoke(cli, ["train", *args])
+    result = invoke("train", *args)
     assert result.exit_code == 0, result.output
-    result = runner.invoke(cli, ["export", *args, "--output", str(tmp_path / "exported")])
+    result = invoke("export", *args, "--output", str(tmp_path / "exported"))
     assert result.exit_code == 0, result.output
     return args, tmp_path / "exported"
 
@@ -91,11 +88,10 @@ SLIDE_MS_FLIP = ["--mode", "slide", "--crop-size", "24,24", "--stride", "16,16",
 @pytest.mark.parametrize("options", [[], SLIDE_MS_FLIP], ids=["whole", "slide-ms-flip"])
 def test_eval_and_predict_give_the_same_metrics_and_masks_on_both_backends(trained_and_exported, tmp_path, options):
     args, exported = trained_and_exported
-    runner = CliRunner()
     metrics = {}
     for backend, extra in (("dynamic", []), ("paddle-inference", ["--model-dir", str(exported)])):
         out = tmp_path / f"{backend}.json"
-        result = runner.invoke(cli, ["eval", *args, *options, "--backend", backend, *extra, "--out", str(out)])
+        result = invoke("eval", *args, *options, "--backend", backend, *extra, "--out", str(out))
         assert result.exit_code == 0, result.output
         metrics[backend] = json.loads(out.read_text())
     dynamic, inference = metrics["dynamic"], metrics["paddle-inference"]
@@ -118,10 +114,10 @@ def test_eval_and_predict_give_the_same_metrics_and_masks_on_both_backends(train
         Image.fromarray(np.clip(picture + rng.integers(-10, 10, picture.shape), 0, 255).astype(np.uint8)).save(path)
         images.append(str(path))
     config = [f"--config={a}" for a in args]
-    result = runner.invoke(cli, ["predict", *images, "--output", str(tmp_path / "dyn"), *config, *options])
+    result = invoke("predict", *images, "--output", str(tmp_path / "dyn"), *config, *options)
     assert result.exit_code == 0, result.output
-    result = runner.invoke(cli, ["predict", *images, "--output", str(tmp_path / "inf"), *options,
-                                 "--backend", "paddle-inference", "--model-dir", str(exported)])
+    result = invoke("predict", *images, "--output", str(tmp_path / "inf"), *options,
+                                 "--backend", "paddle-inference", "--model-dir", str(exported))
     assert result.exit_code == 0, result.output
     seen = set()
     for index in range(2):
@@ -145,15 +141,14 @@ def test_exported_logits_match_the_checkpoint_on_the_validation_images(trained_a
 
 def test_backend_option_errors(trained_and_exported, tmp_path):
     args, exported = trained_and_exported
-    runner = CliRunner()
     image = tmp_path / "in.png"
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
-    result = runner.invoke(cli, ["eval", *args, "--backend", "paddle-inference"])
+    result = invoke("eval", *args, "--backend", "paddle-inference")
     assert result.exit_code == 2 and "--backend paddle-inference needs --model-dir DIR" in result.output
-    result = runner.invoke(cli, ["predict", str(image), "--output", str(tmp_path / "o"), "--model-dir", str(exported)])
+    result = invoke("predict", str(image), "--output", str(tmp_path / "o"), "--model-dir", str(exported))
     assert result.exit_code == 2 and "--model-dir is read by --backend paddle-inference" in result.output
-    result = runner.invoke(cli, ["predict", str(image), "--output", str(tmp_path / "o"), "--backend",
-                                 "paddle-inference", "--model-dir", str(exported), "--weights", "w.safetensors"])
+    result = invoke("predict", str(image), "--output", str(tmp_path / "o"), "--backend",
+                                 "paddle-inference", "--model-dir", str(exported), "--weights", "w.safetensors")
     assert result.exit_code == 2 and "--weights is for --backend dynamic" in result.output
 
     other = tmp_path / "four"
@@ -162,7 +157,7 @@ def test_backend_option_errors(trained_and_exported, tmp_path):
     info["class_names"].append("extra")
     info["palette"].append([1, 2, 3])
     (other / "export_info.json").write_text(json.dumps(info))
-    result = runner.invoke(cli, ["eval", *args, "--backend", "paddle-inference", "--model-dir", str(other)])
+    result = invoke("eval", *args, "--backend", "paddle-inference", "--model-dir", str(other))
     assert result.exit_code == 1
     assert "the export predicts 4 classes (background, bright, dark, extra), the dataset has 3" in result.output
 
@@ -235,8 +230,7 @@ def test_bf16_gives_the_float32_masks_within_bfloat16_rounding(trained_and_expor
 
 def test_bf16_is_refused_where_it_cannot_run(trained_and_exported, monkeypatch):
     args, exported = trained_and_exported
-    runner = CliRunner()
-    result = runner.invoke(cli, ["eval", *args, "--precision", "bf16"])
+    result = invoke("eval", *args, "--precision", "bf16")
     assert result.exit_code == 1 and "eval.precision bf16 needs the paddle-inference backend" in result.output
     with pytest.raises(SemsegError, match="needs the paddle-inference backend on CPU with oneDNN"):
         PaddleInferenceBackend(exported, onednn=False, precision="bf16")

@@ -5,9 +5,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 import pytest
-from click.testing import CliRunner
 
-from semsegpaddle.cli import cli
 from semsegpaddle.core.config.loader import config_from_dict, load_config
 from semsegpaddle.core.common.errors import ConfigError
 from semsegpaddle.core.inference.backends import DynamicBackend
@@ -18,6 +16,7 @@ from semsegpaddle.core.model.assembly import build_model
 
 from tests.helpers.tiny import TINY_CONFIG, TwoSquares
 from tests.cli.test_cli import TINY
+from tests.helpers.cli import invoke
 
 
 @pytest.fixture
@@ -247,27 +246,26 @@ def test_evaluation_in_each_mode_sees_every_image(tiny_model):
 
 
 def test_cli_mode_options_override_the_config(tmp_path, tiny_plugins):
-    runner = CliRunner()
     args = [*TINY, "train.iters=2", f"runtime.output_dir={tmp_path / 'run'}"]
-    assert runner.invoke(cli, ["train", *args]).exit_code == 0
-    plain = runner.invoke(cli, ["eval", *args, "--out", str(tmp_path / "a.json")])
-    exact = runner.invoke(cli, ["eval", *args, "eval.mode=whole", "--mode", "slide", "--crop-size", "32",
-                                "--stride", "32,32", "--out", str(tmp_path / "b.json")])
+    assert invoke("train", *args).exit_code == 0
+    plain = invoke("eval", *args, "--out", str(tmp_path / "a.json"))
+    exact = invoke("eval", *args, "eval.mode=whole", "--mode", "slide", "--crop-size", "32",
+                                "--stride", "32,32", "--out", str(tmp_path / "b.json"))
     assert plain.exit_code == 0 and exact.exit_code == 0, exact.output
     assert (tmp_path / "a.json").read_text() == (tmp_path / "b.json").read_text()
 
-    result = runner.invoke(cli, ["eval", *args, "--mode", "slide"])
+    result = invoke("eval", *args, "--mode", "slide")
     assert result.exit_code == 1 and "eval.crop_size: eval.mode slide needs the window size" in result.output
-    result = runner.invoke(cli, ["eval", *args, "--crop-size", "32,abc"])
+    result = invoke("eval", *args, "--crop-size", "32,abc")
     assert result.exit_code == 2 and "expected HEIGHT,WIDTH" in result.output
-    result = runner.invoke(cli, ["eval", *args, "--scales", "1,-2"])
+    result = invoke("eval", *args, "--scales", "1,-2")
     assert result.exit_code == 2 and "expected comma-separated numbers > 0" in result.output
 
     Image = pytest.importorskip("PIL.Image")
     Image.fromarray(image(40, 36)).save(tmp_path / "in.png")
     config = [f"--config={a}" for a in args]
     for name, options in (("a", []), ("b", ["--mode", "slide", "--crop-size", "24,24", "--scales", "0.75,1.25", "--flip"])):
-        result = runner.invoke(cli, ["predict", str(tmp_path / "in.png"), "--output", str(tmp_path / name), *config,
-                                     *options])
+        result = invoke("predict", str(tmp_path / "in.png"), "--output", str(tmp_path / name), *config,
+                                     *options)
         assert result.exit_code == 0, result.output
     assert np.asarray(Image.open(tmp_path / "b" / "in.png")).shape == (40, 36)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from semsegpaddle.core.common.atomic import atomic_path, staging_dir, write_text_atomic
@@ -158,17 +157,14 @@ def test_onnx_export_from_a_checkpoint_is_quiet_and_installs_nothing(run_dir, tm
 
 
 def test_a_given_config_or_override_wins_over_the_stored_one(run_dir, tmp_path):
-    from semsegpaddle.cli import cli
-
-    runner = CliRunner()
     weights = run_dir / "model_best.safetensors"
-    shown = runner.invoke(cli, ["config", *SMALL_RUN, "model.decoder.channels=24"])
+    shown = invoke("config", *SMALL_RUN, "model.decoder.channels=24")
     assert shown.exit_code == 0, shown.output
     (tmp_path / "wider.yaml").write_text(shown.output)
-    given = runner.invoke(cli, ["export", str(tmp_path / "wider.yaml"), "--weights", str(weights),
-                                "--output", str(tmp_path / "e")])
-    overridden = runner.invoke(cli, ["predict", str(weights), "--config", "model.decoder.channels=24",
-                                     "--weights", str(weights), "--output", str(tmp_path / "p")])
+    given = invoke("export", str(tmp_path / "wider.yaml"), "--weights", str(weights),
+                                "--output", str(tmp_path / "e"))
+    overridden = invoke("predict", str(weights), "--config", "model.decoder.channels=24",
+                                     "--weights", str(weights), "--output", str(tmp_path / "p"))
     for result in (given, overridden):
         assert result.exit_code == 1
         assert result.output.startswith(f"Error: {weights} do not fit the model:"), result.output

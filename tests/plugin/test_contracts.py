@@ -59,7 +59,7 @@ def test_aspp_rates_follow_the_paper():
 
 def test_deeplabv3_structure_matches_torchvision_aspp():
     """Same branches and projection as torchvision's ASPP (which follows the paper), plus the classifier."""
-    torchvision = pytest.importorskip("torchvision")
+    pytest.importorskip("torchvision")
     from torchvision.models.segmentation.deeplabv3 import ASPP as TorchASPP
 
     info = FeatureInfo([FeatureLevel(64, 4, "a"), FeatureLevel(512, 8, "b")])
