@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
 
 from semsegpaddle.core.common.errors import ConfigError, SemsegError
-
-Backend = Callable[[np.ndarray], np.ndarray]
+from semsegpaddle.core.inference.backends import Backend
 
 MODES = ("whole", "slide")
 
