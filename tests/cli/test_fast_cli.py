@@ -8,113 +8,22 @@ be installed cannot change the outcome.
 """
 from __future__ import annotations
 
-import importlib.metadata
 import json
-import os
 import re
-import subprocess
-import sys
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-
-from semsegpaddle.cli import cli as built_in_cli
 import yaml
 
 from semsegpaddle import __version__
-from semsegpaddle.core.plugin.manager import BUILTIN_DISTRIBUTION, ENTRY_POINT_GROUP, new_state
-
-HEAVY = ("paddle", "cv2")
-
-#: run as ``python -c PROBE REPORT.json CODE ARGS...``: CODE runs with sys.argv = ["semseg", *ARGS]
-PROBE = r"""
-import atexit, json, sys, traceback
-report, code, sys.argv = sys.argv[1], sys.argv[2], ["semseg", *sys.argv[3:]]
-stacks = {}
-
-class Watch:
-    def find_spec(self, name, path=None, target=None):
-        top = name.partition(".")[0]
-        if top in %r and top not in stacks:
-            stack = traceback.extract_stack()[:-1]
-            if any(frame.name == "_find_and_load" for frame in stack):  # an import, not importlib.util.find_spec
-                stacks[top] = traceback.format_list(stack)
-        return None
-
-sys.meta_path.insert(0, Watch())
-
-@atexit.register
-def write():
-    with open(report, "w") as f:
-        json.dump({"modules": sorted(sys.modules), "stacks": stacks}, f)
-
-exec(code)
-""" % (HEAVY,)
-CLI = "import runpy; runpy.run_module('semsegpaddle.cli', run_name='__main__')"
-
-
-def _builtin_entry_points() -> dict[str, str]:
-    """Entry-point name -> module of semsegpaddle's own plugins."""
-    return {ep.name: ep.value for dist in importlib.metadata.distributions()
-            if (dist.metadata["name"] or "").lower() == BUILTIN_DISTRIBUTION
-            for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP}
-
-
-BUILTIN = _builtin_entry_points()
-
-
-@dataclass
-class Run:
-    """One finished process: exit code, output, the modules loaded at exit, and who imported what."""
-
-    returncode: int
-    stdout: str
-    stderr: str
-    modules: set[str]
-    stacks: dict[str, list[str]]  # heavy package -> stack of its first import
-
-    def heavy(self) -> list[str]:
-        """The heavy packages the process imported, in the order of HEAVY."""
-        tops = {m.partition(".")[0] for m in self.modules}
-        return [package for package in HEAVY if package in tops]
-
-    def importer(self, package: str) -> str:
-        """The frames of semsegpaddle's code in the stack that first imported ``package``."""
-        frames = self.stacks.get(package, [])
-        ours = [f.strip() for f in frames if "semsegpaddle" in f.split("\n")[0]]
-        return "\n".join(ours or [f.strip() for f in frames[-6:]])
-
-
-def _run(code: str, *args: str, tmp: Path) -> Run:
-    report = tmp / "modules.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEMSEG_")}
-    env["SEMSEG_LOAD_PLUGINS"] = ",".join(BUILTIN)
-    result = subprocess.run([sys.executable, "-c", PROBE, str(report), code, *args], env=env, capture_output=True,
-                            text=True, timeout=300)
-    assert report.is_file(), f"the probe wrote no report; stderr: {result.stderr[-2000:]}"
-    data = json.loads(report.read_text())
-    report.unlink()
-    return Run(result.returncode, result.stdout, result.stderr, set(data["modules"]), data["stacks"])
+from semsegpaddle.cli import cli as built_in_cli
+from semsegpaddle.core.plugin.manager import BUILTIN_DISTRIBUTION, new_state
+from tests.helpers.probe import BUILTIN, CLI, assert_light, assert_plugins_loaded, run_probed
 
 
 @pytest.fixture
 def semseg(tmp_path):
     """``semseg ARGS`` in a fresh interpreter under the probe."""
-    return lambda *args: _run(CLI, *args, tmp=tmp_path)
-
-
-def assert_light(run: Run, packages: tuple[str, ...] = HEAVY) -> None:
-    """None of ``packages`` (default: neither paddle nor cv2) was imported; the message shows
-    where the first one was."""
-    heavy = [package for package in run.heavy() if package in packages]
-    assert not heavy, f"{heavy[0]} was imported, at:\n{run.importer(heavy[0])}"
-
-
-def assert_plugins_loaded(run: Run) -> None:
-    """Every built-in plugin module was imported (so the check above is not vacuous)."""
-    missing = sorted(set(BUILTIN.values()) - run.modules)
-    assert not missing, f"plugin modules not loaded: {missing}"
+    return lambda *args: run_probed(CLI, *args, tmp=tmp_path)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -123,7 +32,7 @@ def assert_plugins_loaded(run: Run) -> None:
 
 
 def test_the_probe_sees_paddle_and_where_it_was_imported(tmp_path):
-    run = _run("import semsegpaddle.plugins.backbones.resnet_impl", tmp=tmp_path)
+    run = run_probed("import semsegpaddle.plugins.backbones.resnet_impl", tmp=tmp_path)
     assert run.returncode == 0, run.stderr
     assert "paddle" in run.heavy()  # (paddle itself imports cv2)
     assert "resnet_impl.py" in run.importer("paddle")
@@ -137,7 +46,7 @@ def test_builtin_plugins_are_known():
 
 @pytest.mark.parametrize("name", sorted(BUILTIN))
 def test_each_builtin_plugin_module_is_light(name, tmp_path):
-    run = _run(f"import {BUILTIN[name]}", tmp=tmp_path)
+    run = run_probed(f"import {BUILTIN[name]}", tmp=tmp_path)
     assert run.returncode == 0, run.stderr
     assert BUILTIN[name] in run.modules
     assert_light(run)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.cli.test_fast_cli import CLI, Run, _run, assert_light
+from tests.helpers.probe import CLI, Run, assert_light, run_probed
 
 SIZE = 32
 #: check-data builds no model: it never imports paddle (OpenCV may decode the files)
@@ -48,7 +48,7 @@ def make_tree(root: Path, masks=mask_of, train: int = 3, val: int = 1) -> dict[s
 def check(tmp_path):
     """``semseg check-data`` on the folder dataset at ROOT with 3 classes, plus extra arguments."""
     def run(root: Path, *extra: str) -> Run:
-        return _run(CLI, "check-data", "dataset.name=folder", f"dataset.root={root}", "dataset.num_classes=3",
+        return run_probed(CLI, "check-data", "dataset.name=folder", f"dataset.root={root}", "dataset.num_classes=3",
                     *extra, tmp=tmp_path)
     return run
 
@@ -273,7 +273,7 @@ def test_several_problems_at_once_are_all_reported(tmp_path, check):
 
 
 def test_bad_config_is_one_line(tmp_path, check):
-    run = _run(CLI, "check-data", "dataset.name=folder", "dataset.num_classes=3", tmp=tmp_path)
+    run = run_probed(CLI, "check-data", "dataset.name=folder", "dataset.num_classes=3", tmp=tmp_path)
     assert run.returncode == 1
     lines = [line for line in (run.stdout + run.stderr).splitlines() if line.strip()]
     assert len(lines) == 1 and "dataset.root is required by dataset 'folder'" in lines[0], lines
@@ -289,7 +289,7 @@ def test_missing_split_is_a_problem_of_that_split(tmp_path, check):
 
 def test_datasets_other_than_files_are_checked_through_their_samples(tmp_path):
     report = tmp_path / "synthetic.json"
-    run = _run(CLI, "check-data", "dataset.num_train=3", "dataset.num_val=2", "dataset.image_size=48", "--json", str(report), tmp=tmp_path)
+    run = run_probed(CLI, "check-data", "dataset.num_train=3", "dataset.num_val=2", "dataset.image_size=48", "--json", str(report), tmp=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     data = json.loads(report.read_text())
     assert data["dataset"] == "synthetic" and [s["samples"] for s in data["splits"].values()] == [3, 2]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.cli.test_fast_cli import CLI, _run, assert_light
+from tests.helpers.probe import CLI, assert_light, run_probed
 
 cityscapes_eval = pytest.importorskip("cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling")
 from cityscapesscripts.helpers.labels import labels as TABLE  # noqa: E402
@@ -74,7 +74,7 @@ def official_scores(tree) -> dict[str, float]:
 
 def score(tree, folder: str, tmp_path: Path, *extra: str) -> tuple[object, dict]:
     out = tmp_path / f"{folder}.json"
-    run = _run(CLI, "eval", "dataset.name=cityscapes", f"dataset.root={tree['root']}", "runtime.progress=false",
+    run = run_probed(CLI, "eval", "dataset.name=cityscapes", f"dataset.root={tree['root']}", "runtime.progress=false",
                "--predictions", str(tree[folder]), "--out", str(out), *extra, tmp=tmp_path)
     return run, (json.loads(out.read_text()) if out.is_file() else {})
 

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers.cli import plugin_env, semseg
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "semseg-example-plugin"
 
@@ -19,12 +20,6 @@ def plugin_path(tmp_path_factory):
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
                     "--target", str(target), str(EXAMPLE)], check=True)
     return target
-
-
-def semseg(plugin_path, *args, cwd=None):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin_path), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-m", "semsegpaddle.cli", *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
 
 
 def test_installed_plugin_components_are_listed(plugin_path):
@@ -50,3 +45,14 @@ def test_trains_with_the_plugins_components(plugin_path, tmp_path):
     assert set(metrics["per_class"]) == {"background", "disc", "ring"}
     # three well-separated intensity classes: far above the ~0.25 mIoU of predicting background
     assert metrics["mIoU"] > 0.6
+
+
+def test_the_registration_module_imports_no_paddle(plugin_path):
+    """The example follows its own guide: loading the plugin (for `semseg list`) imports no paddle;
+    building one of its components does."""
+    probe = ("import sys, semseg_example_plugin.plugin as p; light = 'paddle' not in sys.modules; "
+             "p.tiny_cnn(width=4); print(light, 'paddle' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe], env=plugin_env(plugin_path), capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["True", "True"]
