@@ -30,7 +30,7 @@ from semsegpaddle.core.model.interfaces import Decoder
 from semsegpaddle.core.plugin import manager as plugin_module
 
 from tests.helpers.tiny import TINY_CONFIG, TinyPlugin
-from tests.helpers.cli import invoke
+from tests.helpers.cli import SEMSEG, invoke, semseg
 
 
 
@@ -237,9 +237,8 @@ def test_amp_choices_follow_what_the_device_can_do(monkeypatch):
 @pytest.mark.parametrize("mode", ["fp16", "bf16"])
 def test_amp_that_cannot_run_on_this_cpu_is_one_line_and_changes_nothing(tmp_path, mode):
     out = tmp_path / "run"
-    result = subprocess.run([sys.executable, "-m", "semsegpaddle.cli", "train", f"train.amp={mode}",
-                             "runtime.device=cpu", f"runtime.output_dir={out}"],
-                            capture_output=True, text=True, timeout=120)
+    result = semseg(None, "train", f"train.amp={mode}", "runtime.device=cpu", f"runtime.output_dir={out}",
+                    timeout=120)
     if mode == "bf16" and autocast_works("cpu", "bfloat16"):  # a Paddle that does train in bf16 on CPU
         pytest.skip("this Paddle runs bfloat16 on CPU; the training tests cover it")
     assert result.returncode == 1, result.stderr[-2000:]
@@ -464,8 +463,7 @@ def test_nproc_refuses_a_folder_holding_a_run_before_starting_anything(tmp_path)
     out = tmp_path / "run"
     out.mkdir()
     (out / "model_last.safetensors").write_bytes(b"x")
-    result = subprocess.run([sys.executable, "-m", "semsegpaddle.cli", "train", f"runtime.output_dir={out}",
-                             "--nproc", "2"], capture_output=True, text=True, timeout=120)
+    result = semseg(None, "train", f"runtime.output_dir={out}", "--nproc", "2", timeout=120)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith(f"Error: {out} already holds a training run")
     assert not (out / "launch_logs").exists()
@@ -479,8 +477,7 @@ def test_nproc_2_trains_data_parallel_and_both_processes_end_with_the_saved_weig
     args = ["train", "model.backbone.output_stride=32", "train.iters=3", "train.batch_size=2", "train.accumulate=2",
             "train.crop_size=[48,48]", "dataset.image_size=48", "dataset.num_train=8", "dataset.num_val=4",
             "eval.batch_size=2", "runtime.progress=false", f"runtime.output_dir={out}", "--nproc", "2"]
-    result = subprocess.run([sys.executable, "-m", "semsegpaddle.cli", *args], capture_output=True, text=True,
-                            timeout=600, cwd=tmp_path)
+    result = semseg(None, *args, timeout=600, cwd=tmp_path)
     logs = {p.name: p.read_text(errors="replace") for p in (out / "launch_logs").glob("workerlog.*")}
     assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-2000:], logs)
     assert "outputs in" in result.stdout  # the launcher shows rank 0's output
@@ -501,7 +498,7 @@ def test_sigterm_to_the_launcher_stops_every_process_after_the_same_step_then_re
     args = ["model.backbone.output_stride=32", "train.batch_size=2", "train.crop_size=[48,48]", "dataset.image_size=48",
             "dataset.num_train=8", "dataset.num_val=4", "eval.batch_size=2", "train.save_interval=3",
             "runtime.progress=false", f"runtime.output_dir={out}"]
-    launcher = subprocess.Popen([sys.executable, "-m", "semsegpaddle.cli", "train", *args, "train.iters=100000",
+    launcher = subprocess.Popen([*SEMSEG, "train", *args, "train.iters=100000",
                                  "--nproc", "2"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 300

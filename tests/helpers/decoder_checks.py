@@ -17,6 +17,7 @@ from semsegpaddle.core.model.assembly import SegmentationModel, create_backbone
 from semsegpaddle.core.plugin.manager import new_state
 
 from tests.helpers.tiny import TinyBackbone
+from tests.helpers.cli import semseg
 
 #: ResNet50_vd at output stride 8 as PaddleSeg 2.8 builds it: 256 channels at stride 4, 2048 at 8
 RESNET50_OS8 = FeatureInfo([FeatureLevel(256, 4, "layer1"), FeatureLevel(512, 8, "layer2"),
@@ -117,8 +118,7 @@ def train_through_cli(tmp_path: Path, decoder: dict) -> dict:
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    done = subprocess.run([sys.executable, "-m", "semsegpaddle.cli", "train", str(path)],
-                          capture_output=True, text=True, timeout=300)
+    done = semseg(None, "train", path, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert math.isfinite(metrics["mIoU"]) and 0.0 <= metrics["mIoU"] <= 1.0, metrics

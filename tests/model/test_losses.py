@@ -15,13 +15,16 @@ from semsegpaddle.core.common.errors import SemsegError
 from semsegpaddle.core.plugin.manager import get_registry
 from semsegpaddle.plugins.losses.cross_entropy import ohem_kept
 from semsegpaddle.plugins.losses.options import LossOptionError
+from tests.helpers.cli import semseg
 
 IGNORE = 255
 PIXEL_LOSSES = ["cross_entropy", "ohem_cross_entropy", "dice", "lovasz_softmax"]
 ALL_LOSSES = PIXEL_LOSSES + ["semantic_context"]
 EXPECTED_OPTIONS = {
-    "cross_entropy": ["class_weights", "label_smoothing"],
-    "ohem_cross_entropy": ["thresh", "min_kept", "class_weights"],
+    "cross_entropy": ["class_weights", "class_weights_method", "class_weights_max", "class_weights_enet_c",
+                      "label_smoothing"],
+    "ohem_cross_entropy": ["thresh", "min_kept", "class_weights", "class_weights_method", "class_weights_max",
+                           "class_weights_enet_c"],
     "dice": ["smooth", "exponent"],
     "lovasz_softmax": ["classes", "per_image"],
     "semantic_context": [],
@@ -375,8 +378,7 @@ def test_each_loss_trains_a_tiny_model(name, options):
 
 
 def test_semseg_list_loss_shows_all_five_with_their_options():
-    run = subprocess.run([sys.executable, "-m", "semsegpaddle.cli", "list", "loss", "--json"],
-                         capture_output=True, text=True, timeout=120)
+    run = semseg(None, "list", "loss", "--json", timeout=120)
     assert run.returncode == 0, run.stderr
     listed = {c["name"]: c for c in json.loads(run.stdout)}
     assert set(ALL_LOSSES) <= set(listed)
@@ -385,9 +387,10 @@ def test_semseg_list_loss_shows_all_five_with_their_options():
         assert [o["name"] for o in listed[name]["options"]] == options
         assert all(o["description"] and not o["required"] for o in listed[name]["options"])
     defaults = {o["name"]: o["default"] for o in listed["ohem_cross_entropy"]["options"]}
-    assert defaults == {"thresh": 0.7, "min_kept": 100000, "class_weights": None}
-    text = subprocess.run([sys.executable, "-m", "semsegpaddle.cli", "list", "loss"],
-                          capture_output=True, text=True, timeout=120)
+    assert defaults == {"thresh": 0.7, "min_kept": 100000, "class_weights": None,
+                        "class_weights_method": "inverse_frequency", "class_weights_max": 10.0,
+                        "class_weights_enet_c": 1.02}
+    text = semseg(None, "list", "loss", timeout=120)
     assert text.returncode == 0, text.stderr
     for name in ALL_LOSSES:
         assert f"  {name}  [plugin losses" in text.stdout
