@@ -304,8 +304,10 @@ def _check_backend_options(backend: str, model_dir: str | None, weights: str | N
 
 @cli.command(name="eval")
 @click.argument("args", nargs=-1)
-@click.option("--weights", type=click.Path(dir_okay=False), default=None,
-              help="Checkpoint (.safetensors). Default: model_best.safetensors of runtime.output_dir.")
+@click.option("--weights", default=None,
+              help="Checkpoint (.safetensors), a PaddleSeg .pdparams or torchvision .pth of the config's model, or an "
+              "http(s) URL of one (downloaded once into $SEMSEG_CACHE). Default: model_best.safetensors of "
+              "runtime.output_dir.")
 @click.option("--split", default=None, help="Dataset split (default: dataset.val_split).")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
               help="Write the metrics as JSON here (default: <output_dir>/eval_metrics.json).")
@@ -396,8 +398,10 @@ def _debug() -> bool:
 @click.argument("images", nargs=-1, required=True)
 @click.option("--config", "config_args", multiple=True,
               help="Config, then key=value overrides (repeatable). Default: the config stored in the checkpoint.")
-@click.option("--weights", type=click.Path(dir_okay=False), default=None,
-              help="Checkpoint (.safetensors). Default: model_best.safetensors of runtime.output_dir.")
+@click.option("--weights", default=None,
+              help="Checkpoint (.safetensors), a PaddleSeg .pdparams or torchvision .pth of the config's model, or an "
+              "http(s) URL of one (downloaded once into $SEMSEG_CACHE). Default: model_best.safetensors of "
+              "runtime.output_dir.")
 @click.option("--output", "output_dir", type=click.Path(file_okay=False), required=True, help="Folder for masks.")
 @click.option("--overlay", is_flag=True, help="Also write <name>_overlay.png colour overlays.")
 @click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=None,
@@ -448,8 +452,10 @@ def predict(images: tuple[str, ...], config_args: tuple[str, ...], weights: str 
 
 @cli.command()
 @click.argument("args", nargs=-1)
-@click.option("--weights", type=click.Path(dir_okay=False), default=None,
-              help="Checkpoint (.safetensors). Default: model_best.safetensors of runtime.output_dir.")
+@click.option("--weights", default=None,
+              help="Checkpoint (.safetensors), a PaddleSeg .pdparams or torchvision .pth of the config's model, or an "
+              "http(s) URL of one (downloaded once into $SEMSEG_CACHE). Default: model_best.safetensors of "
+              "runtime.output_dir.")
 @click.option("--output", "output_dir", type=click.Path(file_okay=False), required=True,
               help="Folder for model.json, model.pdiparams and export_info.json.")
 @click.option("--onnx", is_flag=True, help="Also write model.onnx (needs semsegpaddle[onnx]) and check it.")

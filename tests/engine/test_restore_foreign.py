@@ -141,3 +141,18 @@ def test_predict_with_a_config_and_weights_from_a_url(import_plugins, config_fil
     with paddle.no_grad():
         expected = reference.eval()(paddle.to_tensor(pixels)).numpy()[0].argmax(0)
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "masks" / "street.png")), expected)
+
+
+def test_a_safetensors_file_of_another_tool_is_imported_as_foreign(import_plugins, config_file, tmp_path):
+    """A safetensors file without our metadata (or with another tool's, e.g. {"format": "pt"}) is read as
+    a foreign model's tensors, not refused as a broken checkpoint of ours."""
+    from safetensors.numpy import save_file
+
+    config = api.load_config(str(config_file))
+    reference = build_model(config, 3, pretrained=False)
+    state = randomised(reference)
+    reference.set_state_dict({k: paddle.to_tensor(v) for k, v in state.items()})
+    for metadata in (None, {"format": "pt"}, {"format": "pt", "note": "not json"}):
+        path = tmp_path / "exported.safetensors"
+        save_file(as_other(state), str(path), metadata=metadata)
+        np.testing.assert_array_equal(logits(api.load_model(config, path)), logits(reference))

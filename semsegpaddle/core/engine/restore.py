@@ -81,13 +81,31 @@ def resolve_weights(config: dict[str, Any], weights: str | Path | None) -> Path 
 
 def _our_metadata(path: Path) -> dict[str, Any]:
     """The metadata of a checkpoint written by this framework, else {} (a foreign weights file)."""
-    from semsegpaddle.core.engine.checkpoint import read_metadata
+    from semsegpaddle.core.engine.checkpoint import FORMAT, read_metadata
 
     if path.suffix != ".safetensors":
         if not path.is_file():
             raise SemsegError(f"weights file not found: {path}")
         return {}
-    return read_metadata(path)
+    try:
+        meta = read_metadata(path)
+    except SemsegError:
+        if not _readable_safetensors(path):
+            raise
+        return {}  # another tool's metadata, not JSON values: a foreign file
+    # another tool's safetensors (no metadata, or e.g. {"format": "pt"}) is a foreign file
+    return meta if meta.get("format") == FORMAT or "config" in meta or "num_classes" in meta else {}
+
+
+def _readable_safetensors(path: Path) -> bool:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            handle.keys()
+        return True
+    except Exception:
+        return False
 
 
 def read_state(path: Path) -> dict[str, Any]:
