@@ -23,7 +23,8 @@ if TYPE_CHECKING:  # pragma: no cover - names for annotations only
 
 __all__ = ["SemsegError", "BackendOptionError", "TrainingStopped", "load_config", "config_from_dict",
            "parse_override", "list_components", "list_plugins", "plugin_failure_tracebacks", "packaged_configs",
-           "add_plugin_commands", "create_backbone", "create_model", "create_dataset", "check_data", "train",
+           "add_plugin_commands", "create_backbone", "create_model", "create_dataset", "check_data",
+           "load_check_config", "check_config_target", "write_fixed_config", "train",
            "launch_training", "evaluate", "predict", "load_model", "load_backend", "check_backend_options",
            "resolve_config", "checkpoint_labels", "default_weights", "export", "score_predictions",
            "score_prediction_folder", "write_metrics", "write_json", "write_report", "report_run",
@@ -244,6 +245,32 @@ def check_data(config: dict[str, Any], splits: Sequence[str] = ()):
     from semsegpaddle.core.data.check import check_data as run_check
 
     return run_check(config, list(splits))
+
+
+def load_check_config(config_source: str | None, overrides: Sequence[str] = ()):
+    """The config ``check-data --write-config`` checks: like :func:`load_config`, except that a
+    dataset's missing ``num_classes`` gets a provisional count, so the masks can show the real one
+    (see :func:`semsegpaddle.core.data.check.load_check_config`)."""
+    from semsegpaddle.core.data.check import load_check_config as load
+
+    return load(config_source, overrides)
+
+
+def check_config_target(path: str | Path, config_source: str | None, *, overwrite: bool = False) -> Path:
+    """``path`` as the file ``--write-config`` may write (see
+    :func:`semsegpaddle.core.data.config_fixes.check_config_target`)."""
+    from semsegpaddle.core.data.config_fixes import check_config_target as check
+
+    return check(path, config_source, overwrite=overwrite)
+
+
+def write_fixed_config(config_source: str | None, overrides: Sequence[str], report: Any, path: str | Path, *,
+                       overwrite: bool = False):
+    """Write a config that inherits ``config_source`` with every fix the check-data ``report``
+    supports (see :func:`semsegpaddle.core.data.config_fixes.write_fixed_config`)."""
+    from semsegpaddle.core.data.config_fixes import write_fixed_config as write
+
+    return write(config_source, overrides, report, path, overwrite=overwrite)
 
 
 def launch_training(config: dict[str, Any], worker_args: Sequence[str], *, nproc: int | None = None,

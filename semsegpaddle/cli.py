@@ -158,19 +158,40 @@ def _echo_configs(entries: list[dict[str, Any]]) -> None:
               help="Split to check (repeatable). Default: dataset.train_split and dataset.val_split.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also save the report as JSON in this file.")
-def check_data_command(args: tuple[str, ...], splits: tuple[str, ...], json_path: str | None) -> None:
+@click.option("--write-config", "config_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Also write a config inheriting CONFIG, with the overrides and every fix the data calls for "
+                   "(each line says why; what the data leaves open is asked, not guessed).")
+@click.option("--overwrite", is_flag=True, help="With --write-config: replace FILE if it exists.")
+def check_data_command(args: tuple[str, ...], splits: tuple[str, ...], json_path: str | None,
+                       config_path: str | None, overwrite: bool) -> None:
     """Read every sample of the dataset and report data problems: [CONFIG] [key=value ...].
 
     Finds missing, unpaired, unreadable or truncated files, masks of another size than their
     image, mask values outside the classes and ignore_index, JPEG and colour masks; prints the
     pixel count of each class, and for each problem its likely cause and the config line that
     fixes it. Exit 1 when any problem was found, 0 when the data is clean.
+
+    --write-config FILE writes those config lines: label_map, reduce_zero_label, the palette of
+    colour masks, rims to ignore, num_classes (which may then be left unset) and class names, and
+    model.mean / model.std of the training images. FILE inherits CONFIG; it is never the config
+    checked, nor an existing file unless --overwrite.
     """
-    report = api.check_data(_load(args), splits)  # never imports paddle or cv2
+    if overwrite and not config_path:
+        raise click.UsageError("--overwrite applies only with --write-config FILE")
+    config_name, overrides = split_config_args(args)
+    if config_path:  # refuse a bad FILE before reading the whole dataset
+        api.check_config_target(config_path, config_name, overwrite=overwrite)
+        config = api.load_check_config(config_name, overrides)
+    else:
+        config = api.load_config(config_name, overrides)
+    report = api.check_data(config, splits)  # never imports paddle
     click.echo(report.text())
     if json_path:
         api.write_json(json_path, report.to_json())
         click.echo(f"report written to {json_path}")
+    if config_path:
+        written = api.write_fixed_config(config_name, overrides, report, config_path, overwrite=overwrite)
+        click.echo(f"\n{written.text()}")
     click.echo(report.summary())
     if not report.ok:
         sys.exit(1)

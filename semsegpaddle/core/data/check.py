@@ -7,6 +7,12 @@ pixel count of each class. Each problem comes with its likely cause and, where o
 config line that fixes it (``dataset.label_map={255: 1}``, ``dataset.reduce_zero_label=true``,
 ``dataset.color_masks=true``, ...).
 
+Beside the problems, the scan keeps what ``--write-config`` infers fixes from
+(:class:`SplitStats`: the raw mask values and colours with their pixel counts, the values that
+only ever form thin rims, the images' per-channel sums). A folder dataset whose ``num_classes``
+is not set can be scanned with a provisional count (:func:`load_check_config`), so that the
+count can be inferred from the masks.
+
 Datasets are built through the registry (``build_component``), never through
 ``core.data.datasets``, so checking data imports neither paddle nor cv2 (a dataset plugin may).
 :class:`~semsegpaddle.core.data.file_dataset.FileDataset` datasets are checked file by file, with
@@ -14,6 +20,7 @@ the raw mask values before mapping; other datasets through ``dataset[i]``.
 """
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +31,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from semsegpaddle.core.plugin.build import build_component
+from semsegpaddle.core.plugin.manager import get_registry
+from semsegpaddle.core.config.loader import Config, load_config, merge_into, validate_config
 from semsegpaddle.core.config.schema import SCHEMA
 from semsegpaddle.core.data.base import SegDataset
 from semsegpaddle.core.data.file_dataset import FileDataset, collect_pairing_problems
@@ -35,6 +44,14 @@ RAW_BINS = 65536
 #: Pillow modes of colour masks (values are colours, not class ids)
 COLOUR_MODES = ("RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGBa")
 FILES_SHOWN = 5
+#: a mask value must fill a square of this side somewhere to count as a region; values that never
+#: do lie only in thin structures, such as the 'unlabelled' rims some tools paint along object borders
+REGION_SIDE = 7
+#: masks holding more distinct values than this are smeared (lossy or interpolated), not searched for rims
+REGION_SEARCH_LIMIT = 64
+#: the config source recorded for a num_classes that check-data set only to be able to scan
+PROVISIONAL = "check-data (num_classes not set)"
+_LEVELS = np.arange(256, dtype=np.int64)
 
 
 @dataclass
@@ -74,9 +91,13 @@ class SplitReport:
     class_images: list[int]
     ignored_pixels: int
     other_pixels: int  # pixels whose value is neither a class nor ignore
+    #: raw mask value -> pixels, set (and shown instead of the classes) when num_classes is not set
+    values: dict[int, int] | None = None
 
     def table(self) -> str:
-        """The per-class table."""
+        """The per-class table (the raw mask values while num_classes is not set)."""
+        if self.values is not None:
+            return self._values_table(self.values)
         total = sum(self.class_pixels) + self.ignored_pixels + self.other_pixels
         names = self.class_names or [""] * self.num_classes
         width = max([len("class"), len(f"ignore ({self.ignore_index})"), *(len(n) for n in names)])
@@ -93,6 +114,55 @@ class SplitReport:
             rows.append(row("-", "invalid", self.other_pixels, ""))
         return "\n".join(rows)
 
+    @staticmethod
+    def _values_table(values: dict[int, int]) -> str:
+        if not values:
+            return "  (num_classes is not set; no class-id mask was read)"
+        total = sum(values.values())
+        rows = ["  (num_classes is not set: the raw mask values)", f"  {'value':>6}  {'pixels':>14}  {'share':>7}"]
+        rows += [f"  {value:>6}  {pixels:>14,}  {100 * pixels / total:6.2f}%" for value, pixels in values.items()]
+        return "\n".join(rows)
+
+
+@dataclass
+class SplitStats:
+    """What the files of one split show beyond the class counts: what ``--write-config`` infers from."""
+
+    split: str
+    #: raw mask value (before the label options) -> pixels
+    values: dict[int, int] = field(default_factory=dict)
+    #: values that fill a REGION_SIDE square somewhere (the others only form thin structures)
+    region_values: set[int] = field(default_factory=set)
+    #: colour masks: colour -> pixels, and the colours that fill a REGION_SIDE square somewhere
+    colours: dict[tuple[int, int, int], int] = field(default_factory=dict)
+    region_colours: set[tuple[int, int, int]] = field(default_factory=set)
+    colour_masks: int = 0
+    crowded_masks: int = 0  # masks holding more than REGION_SEARCH_LIMIT values or colours
+    jpeg_masks: int = 0
+    images: int = 0
+    pixels: int = 0  # image pixels (per channel)
+    channel_sums: list[int] = field(default_factory=lambda: [0, 0, 0])
+    channel_squares: list[int] = field(default_factory=lambda: [0, 0, 0])
+
+    @property
+    def thin_values(self) -> list[int]:
+        """Values that never fill a REGION_SIDE square: rims, edges, thin lines."""
+        return sorted(set(self.values) - self.region_values)
+
+    @property
+    def thin_colours(self) -> list[tuple[int, int, int]]:
+        """Colours that never fill a REGION_SIDE square."""
+        return sorted(set(self.colours) - self.region_colours)
+
+    def mean(self) -> list[float]:
+        """Per-channel (R, G, B) mean of the images' pixels, 0-255."""
+        return [s / self.pixels for s in self.channel_sums]
+
+    def std(self) -> list[float]:
+        """Per-channel population standard deviation of the images' pixels, 0-255 (exact sums)."""
+        n = self.pixels
+        return [math.sqrt(max(q * n - s * s, 0)) / n for s, q in zip(self.channel_sums, self.channel_squares)]
+
 
 @dataclass
 class DataReport:
@@ -101,6 +171,10 @@ class DataReport:
     dataset: str
     splits: list[SplitReport]
     problems: list[Problem]
+    #: split -> what its files show beyond the class counts (not part of the JSON report)
+    stats: dict[str, SplitStats] = field(default_factory=dict)
+    #: False when the dataset's num_classes was not set and the scan used a provisional count
+    num_classes_known: bool = True
 
     @property
     def ok(self) -> bool:
@@ -134,44 +208,70 @@ class DataReport:
                 "problems": [asdict(p) for p in self.problems]}
 
 
+def load_check_config(name_or_path: str | None, overrides: Sequence[str] = ()) -> Config:
+    """The config to check, like ``load_config``, except that a dataset whose required
+    ``num_classes`` is not set gets a provisional count (recorded as set by :data:`PROVISIONAL`),
+    so that its files can be scanned and the count inferred from them."""
+    config = load_config(name_or_path, overrides, validate=False)
+    section = config.get("dataset")
+    if isinstance(section, dict) and "num_classes" not in section:
+        name = section.get("name", SCHEMA["dataset"].default_name)
+        try:
+            option = get_registry("dataset").get(name).option("num_classes")
+        except SemsegError:
+            option = None  # validation names the unknown dataset
+        if option is not None and option.required:
+            named = section.get("class_names") or section.get("palette")
+            count = len(named) if isinstance(named, list) and named else 1
+            merge_into(config, {"dataset": {"num_classes": count}}, PROVISIONAL)
+    return validate_config(config)
+
+
 def check_data(config: dict[str, Any], splits: Sequence[str] | None = None, progress: bool = True) -> DataReport:
     """Check the config's dataset: ``splits``, default ``dataset.train_split`` and ``dataset.val_split``."""
     section = config["dataset"]
     if not splits:
         splits = [section["train_split"], section["val_split"]]
-    reports, problems = [], []
+    known = not isinstance(config, Config) or config.source_of("dataset.num_classes") != PROVISIONAL
+    reports, problems, stats = [], [], {}
     for split in dict.fromkeys(splits):  # once each, in order
-        report, found = check_split(config, split, progress)
+        report, found, seen = check_split(config, split, progress, num_classes_known=known)
         if report is not None:
             reports.append(report)
+        if seen is not None:
+            stats[split] = seen
         problems.extend(found)
-    return DataReport(section["name"], reports, problems)
+    return DataReport(section["name"], reports, problems, stats, known)
 
 
-def check_split(config: dict[str, Any], split: str, progress: bool = True) -> tuple[SplitReport | None, list[Problem]]:
-    """Build the dataset for ``split`` and read every sample (problems are collected, never raised)."""
+def check_split(config: dict[str, Any], split: str, progress: bool = True, *, num_classes_known: bool = True
+                ) -> tuple[SplitReport | None, list[Problem], SplitStats | None]:
+    """Build the dataset for ``split`` and read every sample (problems are collected, never raised);
+    the split's report, its problems and its :class:`SplitStats`."""
     with collect_pairing_problems() as pairing, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a dataset's warnings about its files become problems below
         try:
             dataset = build_component(config, "dataset", "dataset", split, extra=SCHEMA["dataset"].extra)
         except SemsegError as exc:
             return None, [Problem(split, "dataset", f"cannot build the dataset: {exc}",
-                                  fix="see the message: set or correct the dataset option it names")]
+                                  fix="see the message: set or correct the dataset option it names")], None
     problems = [Problem(split, "pairing", p.message, p.files, cause="files do not pair up", fix=p.fix)
                 for p in pairing]
-    scan = _Scan(dataset)
+    scan = _Scan(dataset, split, num_classes_known)
     bar = tqdm(range(len(dataset)), desc=f"check {split}", unit="img", disable=not progress, leave=False)
     for index in bar:
         scan.sample(index)
     problems.extend(scan.problems(split))
-    return scan.report(split), problems
+    return scan.report(split), problems, scan.split_stats()
 
 
 class _Scan:
     """Accumulates what the samples of one split show."""
 
-    def __init__(self, dataset: SegDataset) -> None:
+    def __init__(self, dataset: SegDataset, split: str = "", num_classes_known: bool = True) -> None:
         self.dataset = dataset
+        self.num_classes_known = num_classes_known
+        self.stats = SplitStats(split)
         self.files = isinstance(dataset, FileDataset)
         self.num_classes, self.ignore = int(dataset.num_classes), int(dataset.ignore_index)
         self.class_pixels = np.zeros(self.num_classes, dtype=np.int64)
@@ -185,7 +285,6 @@ class _Scan:
         self.sizes: list[tuple[str, str]] = []
         self.jpeg: list[str] = []
         self.rgb: list[str] = []
-        self.rgb_colours: dict[tuple[int, int, int], int] = {}
         self.colours: list[tuple[str, str]] = []
         self.id_masks: list[str] = []  # class-id masks while the dataset expects colour masks
 
@@ -221,6 +320,8 @@ class _Scan:
             self.unreadable.append((where, _one_line(exc)))
             return None
         image, label = np.asarray(image), np.asarray(label)
+        if image.ndim == 3 and image.shape[-1] == 3 and np.issubdtype(image.dtype, np.integer):
+            self._tally_image(image)
         if label.ndim != 2 or not np.issubdtype(label.dtype, np.integer):
             self.unreadable.append((where, f"label must be an integer H×W array, got {label.dtype} {label.shape}"))
             return None
@@ -236,7 +337,9 @@ class _Scan:
             return None
         image_shape: tuple[int, int] | None = None
         try:
-            image_shape = read_image(image_path).shape[:2]
+            image = read_image(image_path)
+            image_shape = image.shape[:2]
+            self._tally_image(image)
         except SemsegError as exc:
             self.unreadable.append((str(image_path), _reason(exc, image_path)))
         if label_path is None:
@@ -262,6 +365,8 @@ class _Scan:
             return None
         if raw.ndim == 2:
             self._tally_raw(raw)
+        elif raw.ndim == 3 and (mode in COLOUR_MODES or mode == "P"):
+            self._count_colours(raw)
         try:
             label = dataset.mapping(raw, where=where)
         except SemsegError as exc:
@@ -280,23 +385,67 @@ class _Scan:
             return
         if flat.min() < 0 or flat.max() >= RAW_BINS:
             flat = np.clip(flat.astype(np.int64), 0, RAW_BINS)
-        self.raw_hist[: int(flat.max()) + 1] += np.bincount(flat)
+        counts = np.bincount(flat)
+        self.raw_hist[: len(counts)] += counts
+        present = np.flatnonzero(counts).tolist()
+        if len(present) > REGION_SEARCH_LIMIT:
+            self.stats.crowded_masks += 1
+            self.stats.region_values.update(present)  # smeared masks: no value counts as a rim
+        elif not self.stats.region_values.issuperset(present):
+            self.stats.region_values.update(region_values(raw).tolist())
 
     def _tally_colours(self, where: str, rgb: np.ndarray) -> None:
         self.rgb.append(where)
+        self._count_colours(rgb)
+
+    def _count_colours(self, rgb: np.ndarray) -> None:
+        stats = self.stats
+        stats.colour_masks += 1
         codes = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
-        values, counts = np.unique(codes, return_counts=True)
-        for code, count in zip(values.tolist(), counts.tolist()):
-            colour = (code >> 16, (code >> 8) & 255, code & 255)
-            self.rgb_colours[colour] = self.rgb_colours.get(colour, 0) + count
+        values, inverse, counts = np.unique(codes, return_inverse=True, return_counts=True)
+        colours = [(code >> 16, (code >> 8) & 255, code & 255) for code in values.tolist()]
+        for colour, count in zip(colours, counts.tolist()):
+            stats.colours[colour] = stats.colours.get(colour, 0) + count
+        if len(colours) > REGION_SEARCH_LIMIT:
+            stats.crowded_masks += 1
+            stats.region_colours.update(colours)
+        elif not stats.region_colours.issuperset(colours):
+            indices = region_values(inverse.reshape(codes.shape))
+            stats.region_colours.update(colours[i] for i in indices.tolist())
+
+    def _tally_image(self, image: np.ndarray) -> None:
+        """Add the image's per-channel sums and sums of squares (exact integers)."""
+        self.stats.images += 1
+        self.stats.pixels += image.shape[0] * image.shape[1]
+        for channel in range(3):
+            values = image[..., channel].ravel()
+            if values.dtype == np.uint8:  # a histogram is ~4× faster than widening every pixel
+                counts = np.bincount(values, minlength=256)
+                total, squares = int(counts @ _LEVELS), int(counts @ _LEVELS ** 2)
+            else:
+                wide = values.astype(np.int64)
+                total, squares = int(wide.sum()), int(wide @ wide)
+            self.stats.channel_sums[channel] += total
+            self.stats.channel_squares[channel] += squares
 
     # -- results ----------------------------------------------------------------------------------
 
     def report(self, split: str) -> SplitReport:
         """The split's counts."""
+        values = None if self.num_classes_known else self._present_values()
         return SplitReport(split, len(self.dataset), self.num_classes, self.ignore,
                            list(getattr(self.dataset, "class_names", ()) or ()), self.class_pixels.tolist(),
-                           self.class_images.tolist(), self.ignored, sum(self.bad_hist.values()))
+                           self.class_images.tolist(), self.ignored, sum(self.bad_hist.values()), values)
+
+    def split_stats(self) -> SplitStats:
+        """What the split's files showed beyond the class counts."""
+        self.stats.values = self._present_values()
+        self.stats.jpeg_masks = len(self.jpeg)
+        return self.stats
+
+    def _present_values(self) -> dict[int, int]:
+        present = np.flatnonzero(self.raw_hist[:RAW_BINS])
+        return dict(zip(present.tolist(), self.raw_hist[present].tolist()))
 
     def problems(self, split: str) -> list[Problem]:
         """The problems found, one per kind, each with its likely cause and fix."""
@@ -333,18 +482,33 @@ class _Scan:
                                  f"but the dataset reads masks as colours", self.id_masks,
                                  cause="color_masks is on for masks that hold class ids",
                                  fix="dataset.color_masks=false"))
-        values = self._values_problem(split)
+        values = self._values_problem(split) if self.num_classes_known else self._classes_problem(split)
         if values is not None:
             found.append(values)
         return found
 
+    def _classes_problem(self, split: str) -> Problem:
+        """num_classes is not set: the values (or colours) the masks hold are what it is inferred from."""
+        values = self._present_values()
+        shown = ", ".join(f"{v} ({n:,} px)" for v, n in list(values.items())[:10])
+        shown += ", ..." if len(values) > 10 else ""
+        held = f"the masks hold the values {shown}" if values else f"{len(self.stats.colours)} mask colours were read"
+        return Problem(split, "classes", f"dataset.num_classes is not set; {held}",
+                       cause="the dataset needs the number of classes",
+                       fix="set dataset.num_classes; --write-config FILE writes a config with the count the masks "
+                           "show (or asks, where they leave it open)")
+
     def _rgb_problem(self, split: str) -> Problem:
-        colours = sorted(self.rgb_colours, key=lambda c: -self.rgb_colours[c])
+        counted = self.stats.colours
+        colours = sorted(counted, key=lambda c: -counted[c])
         palette = {tuple(int(v) for v in c) for c in np.asarray(self.dataset.palette).reshape(-1, 3)}
         shown = ", ".join(str(list(c)) for c in colours[:8]) + (", ..." if len(colours) > 8 else "")
         message = (f"{len(self.rgb)} mask(s) are colour images ({len(colours)} colours: {shown}), "
                    f"read as class ids they mean nothing")
-        if set(colours) <= palette:
+        if not self.num_classes_known:
+            fix = ("dataset.color_masks=true with dataset.palette listing the class colours (--write-config FILE "
+                   "writes them, in a stable order)")
+        elif set(colours) <= palette:
             fix = "dataset.color_masks=true (every colour is in the dataset's palette)"
         elif len(colours) <= max(2 * self.num_classes, self.num_classes + 4):
             listed = ",".join(f"[{r},{g},{b}]" for r, g, b in colours[: self.num_classes])
@@ -399,6 +563,39 @@ class _Scan:
             fix = (f"dataset.num_classes={top + 1} if they are classes; or dataset.label_map="
                    f"{{{', '.join(f'{v}: {ignore}' for v in bad[:3])}}} to ignore them")
         return Problem(split, "values", message, files, cause=cause, fix=fix)
+
+
+def region_values(label: np.ndarray, side: int = REGION_SIDE) -> np.ndarray:
+    """The distinct values of an H×W integer array that fill at least one ``side``×``side`` square
+    (all its values when it is smaller than that); the others lie only in thin structures."""
+    if label.shape[0] < side or label.shape[1] < side:
+        return np.unique(label)
+    low = _running(_running(label, side, 0, np.minimum), side, 1, np.minimum)
+    high = _running(_running(label, side, 0, np.maximum), side, 1, np.maximum)
+    inside = low[low == high]
+    if inside.size and inside.min() >= 0 and inside.max() < RAW_BINS:
+        return np.flatnonzero(np.bincount(inside.astype(np.int64, copy=False)))
+    return np.unique(inside)
+
+
+def _running(values: np.ndarray, side: int, axis: int, op: np.ufunc) -> np.ndarray:
+    """``op`` (np.minimum / np.maximum) of every ``side`` consecutive elements along ``axis``
+    (length n - side + 1), by doubling spans: a few whole-array operations, whatever ``side``."""
+    def part(array: np.ndarray, start: int, stop: int) -> np.ndarray:
+        index = [slice(None)] * array.ndim
+        index[axis] = slice(start, stop)
+        return array[tuple(index)]
+
+    out, span = values, 1
+    while 2 * span <= side:
+        length = out.shape[axis]
+        out = op(part(out, 0, length - span), part(out, span, length))
+        span *= 2
+    if span < side:
+        rest = side - span
+        length = out.shape[axis]
+        out = op(part(out, 0, length - rest), part(out, rest, length))
+    return out
 
 
 def _reason(error: BaseException, path: Path | str) -> str:
