@@ -27,6 +27,7 @@ setup(
         "safetensors>=0.4",
         "opencv-python-headless>=4.8",
         "tqdm>=4.60",
+        "tifffile>=2023.1",
     ],
     extras_require={
         "cpu": ["paddlepaddle>=3.0"],

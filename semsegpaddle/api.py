@@ -105,7 +105,8 @@ def evaluate(config: dict[str, Any], weights: str | Path | None = None, split: s
 
 def predict(config: dict[str, Any], inputs: Sequence[str | Path], output_dir: str | Path,
             weights: str | Path | None = None, overlay: bool = False, *, backend: str = "dynamic",
-            model_dir: str | Path | None = None, alpha: float = 0.5, format: str = "index") -> list[Path]:
+            model_dir: str | Path | None = None, alpha: float = 0.5, format: str = "index",
+            rgb_bands: Sequence[int] | str | None = None) -> list[Path]:
     """Segment image files; write a palette PNG mask per input (and an overlay if asked), in the
     inference mode of the config's ``eval`` section.
 
@@ -116,7 +117,9 @@ def predict(config: dict[str, Any], inputs: Sequence[str | Path], output_dir: st
     ``inputs`` are image files, folders and list files
     (:func:`semsegpaddle.core.inference.prediction.expand_inputs`); ``alpha`` is the mask's
     opacity in overlays; ``format`` ``index`` writes palette masks, a dataset's name
-    (``cityscapes``) the files its official evaluation reads.
+    (``cityscapes``) the files its official evaluation reads. A model of ``model.in_channels`` other
+    than 3 reads every band of TIFF inputs; ``rgb_bands`` (e.g. ``(3, 2, 1)`` or ``"3,2,1"``,
+    1-based) picks the bands its overlays show (default the first three, or band 1 as gray).
     """
     import numpy as np
 
@@ -140,7 +143,7 @@ def predict(config: dict[str, Any], inputs: Sequence[str | Path], output_dir: st
         palette = runner.palette
     submission = None if format == "index" else submission_format(format, len(palette))
     return predict_files(runner, inputs, output_dir, palette, overlay=overlay, progress=config["runtime"]["progress"],
-                         mode=mode, alpha=alpha, submission=submission)
+                         mode=mode, alpha=alpha, submission=submission, rgb_bands=rgb_bands)
 
 
 def score_predictions(config: dict[str, Any], predictions: str | Path, split: str | None = None,

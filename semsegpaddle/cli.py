@@ -425,6 +425,9 @@ def _debug() -> bool:
               "runtime.output_dir.")
 @click.option("--output", "output_dir", type=click.Path(file_okay=False), required=True, help="Folder for masks.")
 @click.option("--overlay", is_flag=True, help="Also write <name>_overlay.png colour overlays.")
+@click.option("--rgb-bands", default=None, metavar="R,G,B",
+              help="Bands (1-based) an overlay of a multi-band model shows as red, green, blue, e.g. 3,2,1. "
+              "Default: the first three, or band 1 as gray.")
 @click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=None,
               help="Opacity of the mask in overlays, 0..1 (default 0.5); implies --overlay.")
 @click.option("--format", "output_format", default="index", show_default=True,
@@ -432,7 +435,7 @@ def _debug() -> bool:
               "<city_seq_frame>_leftImg8bit.png, as the official evaluation server reads them.")
 @_inference_options
 def predict(images: tuple[str, ...], config_args: tuple[str, ...], weights: str | None, output_dir: str,
-            overlay: bool, alpha: float | None, output_format: str, mode: str | None,
+            overlay: bool, rgb_bands: str | None, alpha: float | None, output_format: str, mode: str | None,
             crop_size: list[int] | None, stride: list[int] | None,
             scales: list[float] | None, flip: bool | None, backend: str, model_dir: str | None,
             precision: str | None) -> None:
@@ -461,8 +464,8 @@ def predict(images: tuple[str, ...], config_args: tuple[str, ...], weights: str 
     """
     _check_backend_options(backend, model_dir, weights)
     args = [*config_args, *_inference_overrides(mode, crop_size, stride, scales, flip, precision)]
-    look = {"overlay": overlay or alpha is not None, "alpha": 0.5 if alpha is None else alpha,
-            "format": output_format}
+    look = {"overlay": overlay or alpha is not None or rgb_bands is not None,
+            "alpha": 0.5 if alpha is None else alpha, "format": output_format, "rgb_bands": rgb_bands}
     if backend == "paddle-inference":
         written = api.predict(_load(args), images, output_dir, backend=backend, model_dir=model_dir, **look)
     else:

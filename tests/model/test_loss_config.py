@@ -60,7 +60,9 @@ def test_loss_options_are_validated_like_components():
         load_config(None, ["loss.aux=[lovasz]"])
     config = load_config(None, ["loss.main=ohem_cross_entropy"])  # a bare name is a one-entry list
     assert config["loss"]["main"] == [{"name": "ohem_cross_entropy", "weight": 1.0, "thresh": 0.7,
-                                       "min_kept": 100000, "class_weights": None}]
+                                       "min_kept": 100000, "class_weights": None,
+                                       "class_weights_method": "inverse_frequency", "class_weights_max": 10.0,
+                                       "class_weights_enet_c": 1.02}]
 
 
 def test_a_model_with_more_outputs_than_planned_is_an_error(batch):

@@ -245,6 +245,21 @@ def test_noise_option():
     assert np.abs(noisy - clean).mean() > 8
 
 
+def test_class_draw_weights_make_a_class_rare_and_leave_the_default_as_it_was():
+    # the default samples are those drawn before the option existed (digest of 8 samples at 64×64)
+    default = build_synthetic("train", image_size=64, num_train=8)
+    digest_of_all = hashlib.sha256(b"".join(default[i][0].tobytes() + default[i][1].tobytes() for i in range(8)))
+    assert digest_of_all.hexdigest() == "713087c6d3a8eff6e58494da6bd0cfc8eebdf993ba710c4359a1fed3079610b2"
+    rare = build_synthetic("train", image_size=64, num_train=64, class_draw_weights=[1, 1, 1, 0.03, 1])
+    pixels = np.zeros(NUM_CLASSES)
+    for index in range(64):
+        label = rare[index][1]
+        pixels += np.bincount(label[label != 255], minlength=NUM_CLASSES)
+    share = pixels / pixels.sum()
+    assert 0 < share[4] < 0.01  # rings
+    assert all(share[c] > 0.04 for c in (1, 2, 3, 5))
+
+
 # -------------------------------------------------------------------------------------------------
 # errors and registration
 # -------------------------------------------------------------------------------------------------
@@ -271,6 +286,9 @@ def test_bad_split_names_it_and_the_allowed_ones():
         ({"ignore_width": -1}, "ignore_width"),
         ({"hue_jitter": -5.0}, "hue_jitter"),
         ({"hue_jitter": 200}, "hue_jitter"),
+        ({"class_draw_weights": [1, 1, 1, 1]}, "class_draw_weights"),
+        ({"class_draw_weights": [1, 1, 1, -1, 1]}, "class_draw_weights"),
+        ({"class_draw_weights": [0, 0, 0, 0, 0]}, "class_draw_weights"),
     ],
 )
 def test_bad_options(options, name):

@@ -270,7 +270,26 @@ def validate_config(config: Config) -> Config:
     resolved = Config(schema_defaults(), config.sources)
     _validate_node(config, SCHEMA, "", resolved, config)
     resolved.sources = dict(config.sources)
+    _check_band_statistics(resolved)
     return resolved
+
+
+def _check_band_statistics(config: Config) -> None:
+    """``model.mean`` and ``model.std`` hold one entry per band of ``model.in_channels``; photometric
+    distortion (RGB colours) is for 3 bands only."""
+    model = config["model"]
+    bands = model["in_channels"]
+    for key in ("mean", "std"):
+        count = len(model[key])
+        if count != bands:
+            dotted = f"model.{key}"
+            blamed = dotted if dotted in config.sources else "model.in_channels"
+            default = "" if dotted in config.sources else " (the default, ImageNet RGB)"
+            _fail(config, blamed, f"'{dotted}' has {count} entries{default}, model.in_channels is {bands}: "
+                                  f"give one {key} per input band")
+    if bands != 3 and config["train"].get("photometric"):
+        _fail(config, "train.photometric", f"'train.photometric' distorts RGB colours: it needs 3-band images, "
+                                           f"model.in_channels is {bands}; set train.photometric: false")
 
 
 def _fail(config: Config, dotted: str, message: str) -> None:

@@ -34,8 +34,8 @@ def _pair_of_positive(value: Any) -> bool:
     return len(value) == 2 and all(v > 0 for v in value)
 
 
-def _rgb(value: Any) -> bool:
-    return len(value) == 3
+def _non_empty(value: Any) -> bool:
+    return len(value) > 0
 
 
 def _increasing_positive(value: Any) -> bool:
@@ -109,10 +109,14 @@ SCHEMA: dict[str, Any] = {
                            "them (imported models); null: the dataset's"),
         "palette": Key(list[list[int]] | None, None, "RGB colour per class for masks and overlays; null: the dataset's "
                        "(or a default one)"),
-        "mean": Key(list[float], IMAGENET_MEAN, "per-channel RGB mean subtracted inside the model (inputs are 0-255)",
-                    check=_rgb, expect="three numbers (R, G, B)"),
-        "std": Key(list[float], IMAGENET_STD, "per-channel RGB std the model divides by",
-                   check=lambda v: _rgb(v) and all(x > 0 for x in v), expect="three positive numbers (R, G, B)"),
+        "in_channels": Key(int, 3, "bands of the input images (3: RGB; e.g. 4 for RGB + near infrared, 1 for a "
+                           "single band); model.mean and model.std need one entry per band", **POSITIVE),
+        "mean": Key(list[float], IMAGENET_MEAN, "per-band mean subtracted inside the model (RGB inputs are 0-255); "
+                    "one number per band of model.in_channels", check=_non_empty,
+                    expect="three numbers (R, G, B), or one per band of model.in_channels"),
+        "std": Key(list[float], IMAGENET_STD, "per-band std the model divides by; one number per band",
+                   check=lambda v: _non_empty(v) and all(x > 0 for x in v),
+                   expect="three positive numbers (R, G, B), or one per band of model.in_channels"),
     },
     "dataset": ComponentSection("dataset", "synthetic", {
         "train_split": Key(str, "train", "split used for training"),
@@ -166,6 +170,12 @@ SCHEMA: dict[str, Any] = {
         "cache_dir": Key(Path | None, None, "folder keeping decoded training samples (uint8 .npy, ~8 MB per "
                          "Cityscapes image): each file is decoded once, later epochs read only the crop's "
                          "pixels; null: decode every time"),
+        "sampler": Key(Literal["uniform", "rare_class"], "uniform",
+                       "order of the training images: uniform (a shuffled pass per epoch) or rare_class (draw a class "
+                       "c with P(c) ∝ exp((1 − f_c) / sampler_temperature), f_c its share of the pixels, then an "
+                       "image containing c; DAFormer's rare-class sampling)"),
+        "sampler_temperature": Key(float, 0.01, "temperature T of rare_class sampling: small T favours rare classes "
+                                   "strongly, large T approaches drawing every class equally", **POSITIVE),
         "skip_bad_samples": Key(bool, False, "replace a training sample that fails to load by the next one that "
                                 "loads (warned once, counted in the train log) instead of stopping; stops anyway "
                                 "if more than 5 % of the samples fail"),

@@ -12,6 +12,7 @@ from semsegpaddle.core.plugin.build import build_component
 from semsegpaddle.core.common.errors import DataError
 from semsegpaddle.core.data.base import SegDataset
 from semsegpaddle.core.data.batches import iterate_batches
+from semsegpaddle.core.data.class_balance import RareClassSampler
 from semsegpaddle.core.config.schema import SCHEMA
 from semsegpaddle.core.data.decoded_cache import DecodedCache
 from semsegpaddle.core.data.transforms import Photometric, TrainTransform, to_planes
@@ -20,6 +21,15 @@ from semsegpaddle.core.data.transforms import Photometric, TrainTransform, to_pl
 def create_dataset(config: dict[str, Any], split: str) -> SegDataset:
     """Build the config's dataset for ``split``."""
     dataset = build_component(config, "dataset", "dataset", split, extra=SCHEMA["dataset"].extra)
+    bands = config.get("model", {}).get("in_channels", 3)
+    if bands != 3:
+        from semsegpaddle.core.data.file_dataset import FileDataset
+
+        if not isinstance(dataset, FileDataset):
+            raise DataError(f"model.in_channels is {bands}: dataset '{config['dataset']['name']}' gives RGB "
+                            f"images only (read N-band TIFFs with a file dataset such as folder)")
+        dataset.in_channels = bands
+        dataset.check_input_bands()  # every image's band count, from the file headers, before any step
     if len(dataset) == 0:
         raise DataError(f"dataset '{config['dataset']['name']}' split '{split}' is empty")
     return dataset
@@ -29,8 +39,12 @@ def checked_sample(dataset: SegDataset, index: int) -> tuple[np.ndarray, np.ndar
     """``dataset[index]`` with its contract checked; a bad sample raises DataError naming it."""
     image, label = dataset[index]
     where = dataset.describe(index)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+    bands = getattr(dataset, "in_channels", 3)
+    if bands == 3 and (image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3):
         raise DataError(f"{where}: image must be uint8 H×W×3, got {image.dtype} {image.shape}")
+    if bands != 3 and (image.dtype not in (np.uint8, np.float32) or image.ndim != 3 or image.shape[2] != bands):
+        raise DataError(f"{where}: image must be uint8 or float32 H×W×{bands} (model.in_channels), "
+                        f"got {image.dtype} {image.shape}")
     if not np.issubdtype(label.dtype, np.integer):
         raise DataError(f"{where}: label must be an integer array (class ids), got {label.dtype}")
     if label.ndim != 2 or label.shape != image.shape[:2]:
@@ -51,6 +65,12 @@ MAX_BAD_FRACTION = 0.05
 def max_bad_samples(num_samples: int) -> int:
     """How many distinct bad samples ``train.skip_bad_samples`` tolerates in a dataset of this size."""
     return max(1, int(MAX_BAD_FRACTION * num_samples))
+
+
+def loader_label_dtype(dataset: SegDataset) -> type[np.integer]:
+    """The compact label type batches travel in: uint8 when the classes and ignore_index fit, else int32."""
+    fits = 0 <= dataset.ignore_index <= 255 and dataset.num_classes <= 256
+    return np.uint8 if fits else np.int32
 
 
 def epoch_order(seed: int, epoch: int, num_samples: int) -> np.ndarray:
@@ -82,8 +102,7 @@ class TrainSamples:
         self.transform = transform
         self.seed = seed
         self.skip_bad = skip_bad
-        fits = 0 <= dataset.ignore_index <= 255 and dataset.num_classes <= 256
-        self.label_dtype = np.uint8 if fits else np.int32
+        self.label_dtype = loader_label_dtype(dataset)
         #: (folder, the dataset's options): decoded samples are kept there (:mod:`decoded_cache`)
         self.cache = None if cache is None else DecodedCache(dataset, cache[0], cache[1], self.label_dtype)
 
@@ -156,23 +175,30 @@ class Batch(tuple):
 class StepBatches:
     """Batches of (index, draw) for steps ``start``..``total``-1, each a pure function of the step.
 
-    Epoch ``e`` visits the dataset in the permutation seeded by (seed, e); step ``s`` takes the
-    next ``batch_size × world_size`` indices of that stream and this rank keeps its slice. So
-    resuming at step ``s`` replays exactly the batches an uninterrupted run would have seen.
+    Step ``s`` takes the draws (positions) ``s × batch_size × world_size`` onwards, and this rank
+    keeps its slice of them: ranks hold disjoint shares of every step's draws. With the uniform
+    order, epoch ``e`` visits the dataset in the permutation seeded by (seed, e) and position ``p``
+    is entry ``p mod N`` of epoch ``p div N``; with a ``sampler`` (rare-class sampling), position
+    ``p`` is drawn by ``sampler.draw(p)``. So resuming at step ``s`` replays exactly the batches an
+    uninterrupted run would have seen.
     """
 
     def __init__(self, num_samples: int, batch_size: int, seed: int, start: int, total: int,
-                 rank: int = 0, world_size: int = 1) -> None:
+                 rank: int = 0, world_size: int = 1, sampler: RareClassSampler | None = None) -> None:
         self.num_samples, self.batch_size, self.seed = num_samples, batch_size, seed
         self.start, self.total, self.rank, self.world_size = start, total, rank, world_size
+        self.sampler = sampler
 
     def batch_for_step(self, step: int) -> list[tuple[int, int]]:
         """The (index, draw) pairs of this rank at ``step``."""
         per_step = self.batch_size * self.world_size
         first = step * per_step + self.rank * self.batch_size
+        positions = range(first, first + self.batch_size)
+        if self.sampler is not None:
+            return [(self.sampler.draw(position), position) for position in positions]
         orders: dict[int, np.ndarray] = {}  # a batch spans at most a few epochs: one permutation each
         out = []
-        for position in range(first, first + self.batch_size):
+        for position in positions:
             epoch, offset = divmod(position, self.num_samples)
             if epoch not in orders:
                 orders[epoch] = epoch_order(self.seed, epoch, self.num_samples)
@@ -185,6 +211,23 @@ class StepBatches:
 
     def __len__(self) -> int:
         return self.total - self.start
+
+
+def image_sampler(dataset: SegDataset, config: dict[str, Any], class_counts: np.ndarray | None
+                  ) -> RareClassSampler | None:
+    """The sampler ``train.sampler`` asks for: None for ``uniform`` (epoch permutations), a
+    :class:`RareClassSampler` over ``class_counts`` (images × classes pixel counts) for ``rare_class``."""
+    train = config["train"]
+    if train.get("sampler", "uniform") == "uniform":
+        return None
+    if class_counts is None:
+        raise DataError("train.sampler: rare_class needs the training split's per-image class counts "
+                        "(class_counts); semseg train counts them")
+    if class_counts.shape != (len(dataset), dataset.num_classes):
+        raise DataError(f"train.sampler: class counts of shape {tuple(class_counts.shape)} do not fit a dataset of "
+                        f"{len(dataset)} samples and {dataset.num_classes} classes")
+    temperature = train.get("sampler_temperature", SCHEMA["train"]["sampler_temperature"].default)
+    return RareClassSampler(class_counts, temperature, config["runtime"]["seed"])
 
 
 class DataWarning(UserWarning):
@@ -207,9 +250,12 @@ def train_transform(config: dict[str, Any], ignore_index: int) -> TrainTransform
 
 
 def train_loader(dataset: SegDataset, config: dict[str, Any], start: int, rank: int = 0,
-                 world_size: int = 1) -> Iterator[Batch]:
+                 world_size: int = 1, class_counts: np.ndarray | None = None) -> Iterator[Batch]:
     """(images, labels) tensors as :class:`Batch`, one augmented batch per step from ``start`` to
     ``train.iters``, identical with any ``train.num_workers``.
+
+    ``train.sampler: rare_class`` draws the images with :class:`RareClassSampler` over
+    ``class_counts`` (the per-image class pixel counts of ``dataset``, see ``class_stats``).
 
     A sample that fails to load stops the loop with a DataError naming it. With
     ``train.skip_bad_samples`` it is replaced instead (see :class:`TrainSamples`), each bad sample
@@ -221,7 +267,8 @@ def train_loader(dataset: SegDataset, config: dict[str, Any], start: int, rank: 
     skip_bad = bool(train.get("skip_bad_samples", False))
     cache = None if train.get("cache_dir") is None else (train["cache_dir"], config.get("dataset", {}))
     samples = TrainSamples(dataset, train_transform(config, dataset.ignore_index), seed, skip_bad, cache)
-    sampler = StepBatches(len(dataset), train["batch_size"], seed, start, train["iters"], rank, world_size)
+    sampler = StepBatches(len(dataset), train["batch_size"], seed, start, train["iters"], rank, world_size,
+                          image_sampler(dataset, config, class_counts))
     bad: dict[int, SkippedSample] = {}
     for images, labels, failures in iterate_batches(samples.__getitem__, sampler, train["num_workers"]):
         batch = Batch(model_batch(images, labels))

@@ -2,9 +2,10 @@
 
 Decoding a Cityscapes-size PNG costs ~35 ms (image and label), most of a training sample's
 time on the CPU, and the same files are decoded again every epoch. With a cache folder, the
-first time a sample is drawn its checked image (uint8 H×W×3) and label (in the loader's label
-type) are written there as ``.npy`` files; afterwards they are memory-mapped, so the
-augmentation reads only the rows and columns of its crop window from the page cache or disk.
+first time a sample is drawn its checked image (H×W×N, uint8 or float32, as decoded) and label
+(in the loader's label type) are written there as ``.npy`` files; afterwards they are
+memory-mapped, so the augmentation reads only the rows and columns of its crop window from the
+page cache or disk.
 Batches are identical with and without the cache (decoding is deterministic).
 
 An entry's name is a hash of the dataset's config section, the sample's files (resolved path,
@@ -57,6 +58,9 @@ class DecodedCache:
         self.label_dtype = np.dtype(label_dtype)
         options = json.dumps(dataset_options, sort_keys=True, default=str)
         self._salt = f"{CACHE_FORMAT}|{type(dataset).__module__}.{type(dataset).__qualname__}|{options}|{self.label_dtype}"
+        bands = getattr(dataset, "in_channels", 3)
+        if bands != 3:  # the same files read for another band count are other samples
+            self._salt += f"|bands={bands}"
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -20,7 +20,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from semsegpaddle.core.data.base import SegDataset, default_palette
-from semsegpaddle.core.data.image_io import read_image, read_label
+from semsegpaddle.core.data.image_io import count_bands, read_bands, read_image, read_label
 from semsegpaddle.core.data.labels import LabelMapping
 from semsegpaddle.core.common.errors import DataError
 
@@ -63,7 +63,16 @@ def pairing_problem(message: str, files: Sequence[str] = (), fix: str = "") -> N
 
 
 class FileDataset(SegDataset):
-    """Pairs of (image file, label file); a pair without a label file is a test image (label all ignore)."""
+    """Pairs of (image file, label file); a pair without a label file is a test image (label all ignore).
+
+    Images are read as uint8 H×W×3 RGB while ``in_channels`` is 3 (the default); the engine sets
+    it to ``model.in_channels`` otherwise, and then every band of TIFF images is read
+    (:func:`~semsegpaddle.core.data.image_io.read_bands`: H×W×N, uint8 or float32), an image of
+    another band count being a one-line DataError naming the file.
+    """
+
+    #: bands the model takes (``model.in_channels``)
+    in_channels: int = 3
 
     def __init__(self, pairs: Sequence[Pair], *, num_classes: int, class_names: Sequence[str] = (),
                  palette: np.ndarray | Sequence[Sequence[int]] | None = None, ignore_index: int = 255,
@@ -103,9 +112,33 @@ class FileDataset(SegDataset):
             return read_image(path)  # colours are read as RGB, whatever the file's mode
         return read_label(path)
 
+    def read_input(self, path: Path) -> np.ndarray:
+        """The image at ``path``: RGB for 3 bands, every band of a TIFF for ``in_channels`` ≠ 3."""
+        if self.in_channels == 3:
+            return read_image(path)
+        image = read_bands(path)
+        if image.shape[2] != self.in_channels:
+            raise DataError(f"{path}: has {image.shape[2]} band{'s' if image.shape[2] != 1 else ''}, "
+                            f"model.in_channels is {self.in_channels}")
+        return image
+
+    def check_input_bands(self) -> None:
+        """Before training: every image has ``in_channels`` bands, read from the file headers (no
+        pixels decoded); else a one-line DataError naming the first files that differ."""
+        if self.in_channels == 3:
+            return
+        wrong = []
+        for image_path, _ in self.pairs:
+            bands = count_bands(image_path)
+            if bands != self.in_channels:
+                wrong.append(f"{image_path}: has {bands} band{'s' if bands != 1 else ''}")
+        if wrong:
+            more = f" (and {len(wrong) - 3} more images)" if len(wrong) > 3 else ""
+            raise DataError(f"{'; '.join(wrong[:3])}{more}, model.in_channels is {self.in_channels}")
+
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         image_path, label_path = self.pairs[index]
-        image = read_image(image_path)
+        image = self.read_input(image_path)
         if label_path is None:
             return image, np.full(image.shape[:2], self.ignore_index, dtype=np.int64)
         label = self.mapping(self.read_raw_label(index), where=str(label_path))

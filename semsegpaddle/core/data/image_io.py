@@ -9,6 +9,9 @@ Images become uint8 H×W×3 RGB whatever their mode:
 - 32-bit integers (``I``, e.g. 16-bit data read from TIFF) are taken on the same 16-bit scale and
   must lie in 0–65535; 32-bit floats (``F``) are taken as 0–1 intensities and must lie in [0, 1].
 
+:func:`read_bands` keeps every band of a TIFF (multispectral, 16-bit, float) as H×W×N, uint8 or
+float32 on a stated scale; other formats it reads as :func:`read_image` does.
+
 Labels become an integer H×W array of class ids (``L``, ``P`` (the index, not the colour), ``1``,
 16-bit or 32-bit integer modes, or RGB whose three channels are equal). Float and colour label
 files are refused: they do not hold one class id per pixel.
@@ -151,6 +154,82 @@ def _pillow_rgb(image: Image.Image, path: str | Path) -> np.ndarray:
         except ValueError as exc:
             raise DataError(f"{path}: cannot convert pixel mode {mode} to RGB ({exc})") from exc
     return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+
+
+#: extensions :func:`read_bands` reads band by band through tifffile
+TIFF_EXTENSIONS = (".tif", ".tiff")
+#: 16-bit samples are divided by this to land on the 0-255 scale (65535 / 257 = 255 exactly)
+SIXTEEN_BIT_SCALE = 257.0
+
+
+def read_bands(path: str | Path) -> np.ndarray:
+    """An image of any band count as an H×W×N array: uint8, or float32 on a stated scale.
+
+    ``.tif``/``.tiff`` files are read by tifffile, every band kept (single-band, band-interleaved
+    or band-sequential/planar layouts): 8-bit samples stay uint8; 16-bit unsigned samples become
+    float32 divided by 257, the 0-255 scale of 8-bit images (no precision is lost, nothing is
+    clipped); every other type (float, signed or 32-bit integers) becomes float32 in the file's own
+    units, so ``model.mean``/``model.std`` must be given in those units. Other formats are read by
+    :func:`read_image` (uint8 H×W×3 RGB). Unreadable files, more than one image in a file, and
+    non-finite values raise a one-line DataError naming the file.
+    """
+    if Path(path).suffix.lower() not in TIFF_EXTENSIONS:
+        return read_image(path)
+    import tifffile  # here: only multi-band reading needs it
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            axes, pixels = series.axes, series.asarray()
+    except Exception as exc:  # missing, not a TIFF, truncated, unsupported compression, ...
+        raise _unreadable(path, "image", exc) from exc
+    return _bands_last(pixels, axes, path)
+
+
+def count_bands(path: str | Path) -> int:
+    """The bands :func:`read_bands` would give for ``path``, from the file's header only (no pixels
+    decoded): a TIFF's samples or planes, 3 for other formats. Unreadable or multi-image TIFFs raise
+    the one-line DataError :func:`read_bands` would."""
+    if Path(path).suffix.lower() not in TIFF_EXTENSIONS:
+        return 3
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            axes, shape = series.axes, tuple(series.shape)
+    except Exception as exc:
+        raise _unreadable(path, "image", exc) from exc
+    if len(shape) == 2:
+        return 1
+    if len(shape) == 3 and axes[1:] == "YX":
+        return shape[0]
+    if len(shape) == 3 and axes[:2] == "YX":
+        return shape[2]
+    raise DataError(f"{path}: cannot read image (expected one H×W×bands picture, the TIFF holds axes "
+                    f"{axes} of shape {shape})")
+
+
+def _bands_last(pixels: np.ndarray, axes: str, path: str | Path) -> np.ndarray:
+    """A TIFF series' pixels as H×W×N, scaled as :func:`read_bands` states."""
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    elif pixels.ndim == 3 and axes[1:] == "YX":  # band-sequential: N×H×W
+        pixels = np.moveaxis(pixels, 0, -1)
+    elif pixels.ndim != 3 or axes[:2] != "YX":
+        raise DataError(f"{path}: cannot read image (expected one H×W×bands picture, the TIFF holds axes "
+                        f"{axes} of shape {pixels.shape})")
+    if pixels.dtype == np.uint8:
+        return np.ascontiguousarray(pixels)
+    if pixels.dtype == np.uint16:
+        return np.ascontiguousarray(pixels, dtype=np.float32) / np.float32(SIXTEEN_BIT_SCALE)
+    if pixels.dtype == np.bool_ or not (np.issubdtype(pixels.dtype, np.number)):
+        raise DataError(f"{path}: cannot read image (samples of type {pixels.dtype}; expected 8/16-bit "
+                        f"integers or floats)")
+    values = np.ascontiguousarray(pixels, dtype=np.float32)
+    if not np.isfinite(values).all():
+        raise DataError(f"{path}: image holds non-finite values (NaN or infinity); fill them before training")
+    return values
 
 
 def read_label(path: str | Path) -> np.ndarray:

@@ -1,6 +1,9 @@
 """Training augmentation: random rescale, random crop (padded where the image is too small),
 horizontal flip and photometric distortion — OpenCV and vectorised numpy, no per-pixel Python.
 
+Images are H×W×N, uint8 or float32, any band count N (``model.in_channels``); photometric
+distortion, defined on RGB colours, takes 3-band uint8 images only.
+
 Every random choice is drawn from the ``rng`` passed in, so a sample's augmentation is a function
 of that generator's seed alone (the loader seeds it with (seed, slot)), whatever process runs it.
 """
@@ -17,6 +20,11 @@ import numpy as np
 PHOTOMETRIC_DEFAULTS: dict[str, Any] = {"brightness": 32, "contrast": [0.5, 1.5], "saturation": [0.5, 1.5], "hue": 18}
 
 _VALUES = np.arange(256, dtype=np.float32)
+
+
+def _with_band_axis(result: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """OpenCV returns a single-band H×W×1 image as H×W: give it its band axis back."""
+    return result[:, :, None] if result.ndim == like.ndim - 1 else result
 
 
 def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
@@ -58,18 +66,26 @@ def rescaled_window(image: np.ndarray, label: np.ndarray, scaled: tuple[int, int
     x0, first_col = _aligned_start(max(0, int((left + 0.5) * w / sw - 0.5)), w, sw)
     y1 = min(h, int((top + height) * h / sh) + 2)  # + the bilinear neighbour below the last kept row
     x1 = min(w, int((left + width) * w / sw) + 2)
-    window = cv2.resize(image[y0:y1, x0:x1], None, fx=sw / w, fy=sh / h, interpolation=cv2.INTER_LINEAR)
+    window = _with_band_axis(cv2.resize(image[y0:y1, x0:x1], None, fx=sw / w, fy=sh / h,
+                                        interpolation=cv2.INTER_LINEAR), image)
     image = window[top - first_row:top - first_row + height, left - first_col:left - first_col + width]
     return image, label
 
 
 def pad_to(image: np.ndarray, label: np.ndarray, height: int, width: int,
            fill: tuple[float, ...], ignore_index: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pad bottom/right to at least height×width; label padding is ``ignore_index``."""
+    """Pad bottom/right to at least height×width; image padding is ``fill`` (one value per band),
+    label padding is ``ignore_index``."""
     h, w = label.shape
     ph, pw = max(height - h, 0), max(width - w, 0)
     if ph or pw:
-        image = cv2.copyMakeBorder(image, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=fill)
+        if image.ndim == 3 and image.shape[2] > 4:  # OpenCV's border value holds at most 4 bands
+            padded = np.empty((h + ph, w + pw, image.shape[2]), image.dtype)
+            padded[...] = np.asarray(fill, np.float64).round() if image.dtype == np.uint8 else fill
+            padded[:h, :w] = image
+            image = padded
+        else:
+            image = _with_band_axis(cv2.copyMakeBorder(image, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=fill), image)
         label = cv2.copyMakeBorder(label, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=ignore_index)
     return image, label
 
@@ -170,10 +186,13 @@ class TrainTransform:
         self.flip = flip
         self.fill = tuple(float(m) for m in mean)
         self.ignore_index = ignore_index
+        if photometric is not None and len(mean) != 3:
+            raise ValueError(f"train.photometric: photometric distortion works on 3-band RGB images only, "
+                             f"model.in_channels is {len(mean)}; set train.photometric: false")
         self.photometric = photometric
 
     def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Augment one uint8 H×W×3 image and its H×W label; returns crop-sized arrays."""
+        """Augment one H×W×N image (uint8 or float32) and its H×W label; returns crop-sized arrays."""
         label = compact_label(label, self.ignore_index)
         low, high = self.scale_range
         h, w = label.shape
@@ -188,15 +207,18 @@ class TrainTransform:
             image = self.photometric(image, rng)
         image, label = pad_to(image, label, self.crop_h, self.crop_w, self.fill, self.ignore_index)
         if flip:
-            image, label = cv2.flip(image, 1), cv2.flip(label, 1)
+            image, label = _with_band_axis(cv2.flip(image, 1), image), cv2.flip(label, 1)
         return image, label
 
 
 def to_planes(image: np.ndarray) -> np.ndarray:
-    """uint8 H×W×3 → contiguous uint8 3×H×W (cv2.split: several times faster than a numpy transpose copy)."""
+    """H×W×N → contiguous N×H×W of the same type (cv2.split: several times faster than a numpy
+    transpose copy)."""
+    if image.ndim == 3 and image.shape[2] == 1:
+        return np.ascontiguousarray(image.transpose(2, 0, 1))
     return np.stack(cv2.split(image))
 
 
 def to_model_input(image: np.ndarray) -> np.ndarray:
-    """uint8 H×W×3 → float32 3×H×W in 0–255 (the model normalises)."""
+    """H×W×N → float32 N×H×W in the image's units (0–255 for RGB; the model normalises)."""
     return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)

@@ -10,6 +10,10 @@
   ``--resume`` starts from the newest complete checkpoint of the set.
 - ``versions.json``: per training session, the versions of Python, Paddle, semsegpaddle and
   every plugin that ran it.
+- ``class_balance.json``: the class statistics and the class weights / sampling probabilities a
+  run uses (``class_weights: auto``, ``train.sampler: rare_class``); the statistics' cache file
+  ``class_stats-<identity>.npz`` stays here (unless ``train.cache_dir`` holds it) across
+  ``--overwrite``, being named by the data it describes.
 """
 from __future__ import annotations
 
@@ -33,11 +37,13 @@ TRAIN_LOG = "train_log.jsonl"
 EVAL_LOG = "eval_log.jsonl"
 METRICS = "metrics.json"
 VERSIONS = "versions.json"
+CLASS_BALANCE = "class_balance.json"
 VISUALDL = "visualdl"
 LOCK = ".lock"
 #: files a run writes; ``--overwrite`` removes exactly these, the numbered checkpoints and the
 #: VisualDL folder (and nothing else of the folder)
-RUN_FILES = (LAST, BEST, CONFIG, TRAIN_LOG, EVAL_LOG, METRICS, VERSIONS, "eval_metrics.json", "train_state.pdstate")
+RUN_FILES = (LAST, BEST, CONFIG, TRAIN_LOG, EVAL_LOG, METRICS, VERSIONS, CLASS_BALANCE, "eval_metrics.json",
+             "train_state.pdstate")
 STEP_CHECKPOINT = re.compile(r"model_(\d+)\.safetensors")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,10 @@ from semsegpaddle.core.common.mkl_path import choose_mkl_code_path
 from semsegpaddle.core.engine.agreement import check_ranks_agree
 from semsegpaddle.core.engine.amp import AmpPlan, make_amp_plan
 from semsegpaddle.core.common.atomic import write_text_atomic
+from semsegpaddle.core.common.errors import SemsegError
 from semsegpaddle.core.engine.checkpoint import (label_space, newest_complete_checkpoint, publish_copy,
-                                                 restore_training_state, save_checkpoint, save_weights)
+                                                 read_metadata, restore_training_state, save_checkpoint, save_weights)
+from semsegpaddle.core.engine.class_balance import ClassBalance, plan_class_balance, publish
 from semsegpaddle.core.engine.interrupt import TrainingStopped, stop_on_signals
 from semsegpaddle.core.engine.optim import build_optimizer  # noqa: F401 - also offered from here
 from semsegpaddle.core.engine.progress import Progress, timed
@@ -116,7 +119,9 @@ def train(config: dict[str, Any], *, resume: bool = False, overwrite: bool = Fal
 
         load_weights_into(model, config, config["model"]["pretrained"], allow_class_change=True)
     model = convert_batch_norm(model, device, dist.world_size)
-    criterion = create_loss(config, model, train_set.ignore_index)
+    balance = plan_class_balance(config, train_set, folder, _resumed_class_balance(folder) if resume else None,
+                                 config["runtime"]["progress"] and dist.is_main)
+    criterion = create_loss(config, model, train_set.ignore_index, balance.loss_overrides() if balance else None)
     optimizer, scheduler = build_optimizer(model, config)
     with folder.locked() if dist.is_main else contextlib.nullcontext(folder):
         folder.check_start(resume, overwrite)  # again, now that no other process can write here
@@ -139,14 +144,30 @@ def train(config: dict[str, Any], *, resume: bool = False, overwrite: bool = Fal
                     publish_copy(source, folder / LAST)
             folder.write_config(config.to_yaml() if hasattr(config, "to_yaml") else json.dumps(config))
             folder.record_versions(session_record(start, dist.world_size, device))
+            if balance is not None:
+                publish(balance, folder, config["train"].get("cache_dir"))
         skips = SkipCounter(config["train"].get("skip_bad_samples", False), meta.get("skipped"))
         return _train_loop(config, folder, dist, model, criterion, optimizer, scheduler, amp, skips,
-                           train_set, val_set, start, best)
+                           train_set, val_set, start, best, balance)
+
+
+def _resumed_class_balance(folder: RunFolder) -> dict[str, Any] | None:
+    """The class balance recorded in the checkpoint a resume will start from (None if it has none).
+
+    Read before the folder is locked, since the loss is built before: another process writing
+    checkpoints here would hold the lock, and this run would then stop at it.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a damaged checkpoint passed over is reported once, under the lock
+        try:
+            return read_metadata(newest_complete_checkpoint(folder.resume_candidates())).get("class_balance")
+        except SemsegError:
+            return None  # reported under the lock
 
 
 def _train_loop(config: dict[str, Any], folder: RunFolder, dist: DistEnv, model: paddle.nn.Layer, criterion: Any,
                 optimizer: Any, scheduler: Any, amp: AmpPlan, skips: SkipCounter, train_set: Any, val_set: Any,
-                start: int, best: float) -> TrainResult:
+                start: int, best: float, balance: ClassBalance | None = None) -> TrainResult:
     train_cfg, runtime = config["train"], config["runtime"]
     net = paddle.DataParallel(model) if dist.world_size > 1 else model
     runner = StepRunner(net, criterion, optimizer, amp, train_cfg["accumulate"], runtime["seed"], dist.rank,
@@ -161,7 +182,7 @@ def _train_loop(config: dict[str, Any], folder: RunFolder, dist: DistEnv, model:
             return
         extra = {"amp_scaler": amp.state()} if amp.scaler is not None else {}
         state = dict(optimizer=optimizer, scheduler=scheduler, step=step, best_miou=best, **label_info,
-                     **skips.record(), **extra)
+                     **skips.record(), **extra, **(balance.checkpoint_meta() if balance else {}))
         keep = runtime["keep_last"]
         if keep > 0:  # the numbered file first: a kill between the two leaves it the newest
             numbered = folder / step_checkpoint_name(step)
@@ -175,7 +196,8 @@ def _train_loop(config: dict[str, Any], folder: RunFolder, dist: DistEnv, model:
     model.train()
     progress = Progress(train_cfg["iters"], start, show)
     step, saved_step = start, start
-    loader = train_loader(train_set, loader_config(config), start, dist.rank, dist.world_size)
+    loader = train_loader(train_set, loader_config(config), start, dist.rank, dist.world_size,
+                          **(balance.loader_options() if balance else {}))
     with stop_on_signals() as stop:
         try:
             for step, (waited, batch) in enumerate(timed(loader), start=start + 1):

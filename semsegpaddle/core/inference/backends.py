@@ -1,7 +1,8 @@
 """Inference backends: what turns a batch of images into logits.
 
-A backend is called as ``backend(batch)`` with an N×3×H×W float32 numpy batch (RGB, 0-255; the
-model normalises) and returns N×C×H×W float32 numpy logits; ``num_classes`` is C. Two exist:
+A backend is called as ``backend(batch)`` with an N×B×H×W float32 numpy batch (B =
+``in_channels`` bands: RGB 0-255 for 3; the model normalises) and returns N×C×H×W float32 numpy
+logits; ``num_classes`` is C. A batch of another band count is a one-line SemsegError. Two exist:
 
 - :class:`DynamicBackend`: a paddle model in memory (dynamic graph), as trained;
 - :class:`PaddleInferenceBackend`: a folder written by ``semseg export``, run by Paddle Inference,
@@ -26,7 +27,7 @@ EXPORT_FILES = ("model.json", "model.pdiparams", "export_info.json")
 
 @runtime_checkable
 class Backend(Protocol):
-    """Anything that maps an N×3×H×W float32 batch (RGB 0-255) to N×C×H×W float32 logits."""
+    """Anything that maps an N×B×H×W float32 batch (RGB 0-255 for B = 3) to N×C×H×W float32 logits."""
 
     num_classes: int
 
@@ -43,10 +44,14 @@ class DynamicBackend:
     def __init__(self, model: Any) -> None:
         self.model = model
         self.num_classes = getattr(model, "num_classes", None)
+        #: the bands the model takes
+        self.in_channels = int(getattr(model, "in_channels", 3))
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """Logits of ``batch`` as numpy."""
         import paddle
+
+        check_bands(batch, self.in_channels, "the model")
 
         with paddle.no_grad():
             out = self.model(paddle.to_tensor(np.ascontiguousarray(batch, dtype=np.float32)))
@@ -73,6 +78,8 @@ class PaddleInferenceBackend:
         self.class_names: list[str] = [str(name) for name in info["class_names"]]
         self.num_classes = len(self.class_names)
         self.palette = np.asarray(info["palette"], dtype=np.uint8)
+        #: the bands the export takes (``input.bands`` of export_info.json; 3 in exports that predate it)
+        self.in_channels = int((info.get("input") or {}).get("bands", 3))
         self.device = _resolve_device(device)
         #: True when the CPU kernels are oneDNN's
         self.onednn = onednn and self.device == "cpu"
@@ -107,6 +114,7 @@ class PaddleInferenceBackend:
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """Logits of ``batch`` as numpy."""
+        check_bands(batch, self.in_channels, str(self.model_dir))
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         self._input.reshape(list(batch.shape))
         self._input.copy_from_cpu(batch)
@@ -119,6 +127,13 @@ class PaddleInferenceBackend:
             raise SemsegError(f"{self.model_dir}: Paddle Inference failed on a batch of shape "
                               f"{tuple(batch.shape)}: {_summary(exc)}{hint}") from exc
         return self._output.copy_to_cpu()
+
+
+def check_bands(batch: np.ndarray, bands: int, what: str) -> None:
+    """A one-line SemsegError unless ``batch`` is N×``bands``×H×W."""
+    if np.ndim(batch) != 4 or np.shape(batch)[1] != bands:
+        raise SemsegError(f"{what} takes {bands}-band images (model.in_channels), got a batch of shape "
+                          f"{tuple(np.shape(batch))}")
 
 
 def check_bf16(precision: str, onednn_cpu: bool) -> None:

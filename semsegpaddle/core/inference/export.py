@@ -38,7 +38,8 @@ class ExportReport:
 def export_model(model: paddle.nn.Layer, output_dir: str | Path, class_names: Sequence[str],
                  palette: np.ndarray, check_sizes: Sequence[tuple[int, int]] = ((64, 64), (48, 80)),
                  tolerance: float = 1e-4, onnx: bool = False, verbose: bool = False) -> ExportReport:
-    """Save ``model`` with a dynamic N×3×H×W input (RGB 0–255 floats; normalisation is inside) and
+    """Save ``model`` with a dynamic N×B×H×W input (B = ``model.in_channels`` bands, 3 for RGB 0–255
+    floats; normalisation is inside; ``export_info.json`` records B as ``input.bands``) and
     reload it to compare logits with the live model at each of ``check_sizes``; with ``onnx``,
     also convert to ``model.onnx`` and check it with onnxruntime the same way. The check passes
     when every difference is at most ``tolerance × max(1, largest |logit|)``: float32 rounding
@@ -61,8 +62,10 @@ def export_model(model: paddle.nn.Layer, output_dir: str | Path, class_names: Se
         if worst > allowed:
             raise SemsegError(f"export check failed: max |exported - model| = {worst:.3g} > {allowed:.3g} "
                               f"(tolerance {tolerance} × max(1, max |logit| {scale:.3g})) ({errors})")
-        info = {"input": {"name": "x", "shape": ["N", 3, "H", "W"], "dtype": "float32",
-                          "meaning": "RGB, 0-255 (normalisation is inside the model)"},
+        bands = input_bands(model)
+        meaning = ("RGB, 0-255" if bands == 3 else f"{bands} bands, in the units model.mean/std were given in")
+        info = {"input": {"name": "x", "shape": ["N", bands, "H", "W"], "dtype": "float32", "bands": bands,
+                          "meaning": f"{meaning} (normalisation is inside the model)"},
                 "output": {"shape": ["N", len(class_names), "H", "W"], "meaning": "logits; argmax over axis 1"},
                 "class_names": list(class_names), "palette": np.asarray(palette).tolist(),
                 "verified_max_abs_error": errors, "max_abs_logit": scale}
@@ -80,12 +83,18 @@ def export_model(model: paddle.nn.Layer, output_dir: str | Path, class_names: Se
     return ExportReport(output_dir, errors, scale)
 
 
+def input_bands(model: paddle.nn.Layer) -> int:
+    """The bands ``model`` takes (its ``in_channels``; 3 for a model that does not say)."""
+    return int(getattr(model, "in_channels", 3))
+
+
 def _save_and_check(model: paddle.nn.Layer, staging: Path, check_sizes: Sequence[tuple[int, int]], onnx: bool,
                     verbose: bool, log: Captured) -> tuple[dict[str, float], float]:
     """Write the model files into ``staging``; return max |exported - model| per runner and checked
     size, and the largest |logit| of the model over the checks."""
     with inference_friendly_ops():
-        paddle.jit.save(model, str(staging / MODEL_PREFIX), input_spec=[InputSpec([None, 3, None, None], "float32", "x")])
+        paddle.jit.save(model, str(staging / MODEL_PREFIX),
+                        input_spec=[InputSpec([None, input_bands(model), None, None], "float32", "x")])
     loaded = paddle.jit.load(str(staging / MODEL_PREFIX))
     runners = {"paddle": lambda x: loaded(x).numpy()}
     if onnx:
@@ -93,7 +102,7 @@ def _save_and_check(model: paddle.nn.Layer, staging: Path, check_sizes: Sequence
     errors, scale = {}, 0.0
     rng = np.random.default_rng(0)
     for height, width in check_sizes:
-        x = paddle.to_tensor(rng.uniform(0, 255, (1, 3, height, width)).astype(np.float32))
+        x = paddle.to_tensor(rng.uniform(0, 255, (1, input_bands(model), height, width)).astype(np.float32))
         expected = model(x).numpy()
         scale = max(scale, float(np.abs(expected).max()))
         for kind, run in runners.items():

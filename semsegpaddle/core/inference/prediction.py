@@ -38,7 +38,7 @@ from semsegpaddle.core.common.atomic import atomic_path
 from semsegpaddle.core.common.errors import DataError, SemsegError
 from semsegpaddle.core.inference.evaluation import as_segmenter, predict_batch
 from semsegpaddle.core.inference.segmenter import InferenceMode
-from semsegpaddle.core.data.image_io import read_image
+from semsegpaddle.core.data.image_io import read_bands, read_image
 
 __all__ = ["read_image", "save_mask", "blend", "output_names", "predict_files", "PredictionError",
            "expand_inputs", "SubmissionFormat"]
@@ -137,6 +137,47 @@ def blend(image: np.ndarray, mask: np.ndarray, palette: np.ndarray, alpha: float
     """The image with the mask's colours blended in (uint8 H×W×3); ``alpha`` is the mask's opacity."""
     colours = palette[np.clip(mask, 0, len(palette) - 1)]
     return (image * (1 - alpha) + colours * alpha).astype(np.uint8)
+
+
+def check_rgb_bands(rgb_bands: Sequence[int] | str | None, bands: int) -> tuple[int, int, int]:
+    """The three 1-based bands an overlay draws as red, green, blue: ``rgb_bands`` (or its text,
+    ``3,2,1``) checked against the model's ``bands``, or by default the first three (a model of
+    fewer bands: band 1 as gray). A wrong choice is a one-line SemsegError naming ``--rgb-bands``."""
+    if rgb_bands is None:
+        return (1, 2, 3) if bands >= 3 else (1, 1, 1)
+    text = rgb_bands if isinstance(rgb_bands, str) else ",".join(map(str, rgb_bands))
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) != 3 or not all(part.isdigit() and 1 <= int(part) <= bands for part in parts):
+        raise SemsegError(f"--rgb-bands {text}: expected three band numbers from 1 to {bands} (the model "
+                          f"takes {bands} band{'s' if bands != 1 else ''}), e.g. 3,2,1")
+    return int(parts[0]), int(parts[1]), int(parts[2])
+
+
+def overlay_picture(image: np.ndarray, rgb_bands: Sequence[int]) -> np.ndarray:
+    """uint8 H×W×3 picture of the 1-based ``rgb_bands`` of an H×W×N image: uint8 bands as they are,
+    other bands stretched linearly from their 2nd to their 98th percentile onto 0-255."""
+    picked = image[:, :, [b - 1 for b in rgb_bands]]
+    if picked.dtype == np.uint8:
+        return np.ascontiguousarray(picked)
+    out = np.empty(picked.shape, np.uint8)
+    for channel in range(3):
+        values = picked[:, :, channel].astype(np.float32)
+        low, high = np.percentile(values, (2, 98)) if values.size else (0.0, 1.0)
+        scale = 255.0 / (high - low) if high > low else 0.0
+        out[:, :, channel] = np.clip((values - low) * scale, 0, 255).astype(np.uint8)
+    return out
+
+
+def _read_input(path: Path, bands: int) -> np.ndarray:
+    """An input image for a model of ``bands`` bands: RGB as always for 3, every band of a TIFF
+    otherwise (:func:`read_bands`); another band count is a one-line DataError."""
+    if bands == 3:
+        return read_image(path)
+    image = read_bands(path)
+    if image.shape[2] != bands:
+        raise DataError(f"{path}: has {image.shape[2]} band{'s' if image.shape[2] != 1 else ''}, "
+                        f"model.in_channels is {bands}")
+    return image
 
 
 def _file_id(path: Path) -> tuple[int, int] | None:
@@ -239,7 +280,8 @@ def _submission_names(files: list[Path], output_dir: Path, submission: Submissio
 
 def predict_files(model, inputs: Sequence[str | Path], output_dir: str | Path, palette: np.ndarray,
                   overlay: bool = False, progress: bool = True, mode: InferenceMode | None = None,
-                  alpha: float = 0.5, submission: SubmissionFormat | None = None) -> list[Path]:
+                  alpha: float = 0.5, submission: SubmissionFormat | None = None,
+                  rgb_bands: Sequence[int] | str | None = None) -> list[Path]:
     """Segment each input file into a palette mask (+ overlay) in ``output_dir``; return the masks.
 
     ``model`` is a paddle model (in eval mode), a backend or a segmenter; ``mode`` the inference
@@ -247,6 +289,8 @@ def predict_files(model, inputs: Sequence[str | Path], output_dir: str | Path, p
     unreadable image does not stop the others: once all readable ones are written,
     :class:`PredictionError` names the unreadable ones. ``alpha`` is the mask's opacity in
     overlays; ``submission`` writes a format's ids instead of palette masks (no overlays).
+    A model of other than 3 bands reads every band of TIFF inputs; its overlays draw the 1-based
+    ``rgb_bands`` (:func:`check_rgb_bands`, :func:`overlay_picture`).
     """
     if not 0.0 <= alpha <= 1.0:
         raise SemsegError(f"alpha={alpha} is not valid; expected a number from 0 (image only) to 1 (mask only)")
@@ -255,12 +299,14 @@ def predict_files(model, inputs: Sequence[str | Path], output_dir: str | Path, p
                           f"drop --overlay (or predict overlays into another folder)")
     plan = output_names(inputs, output_dir, overlay, submission)
     segmenter = as_segmenter(model, mode)
+    bands = int(getattr(segmenter.backend, "in_channels", 3))
+    shown = check_rgb_bands(rgb_bands, bands)
     written: list[Path] = []
     failed: list[str] = []
     for path, mask_path, overlay_path in tqdm(plan, desc="predict", unit="img", disable=not progress,
                                               dynamic_ncols=True):
         try:
-            image = read_image(path)
+            image = _read_input(path, bands)
         except DataError as exc:
             failed.append(str(exc))
             continue
@@ -272,7 +318,8 @@ def predict_files(model, inputs: Sequence[str | Path], output_dir: str | Path, p
         written.append(mask_path)
         if overlay_path is not None:
             with atomic_path(overlay_path) as tmp:
-                Image.fromarray(blend(image, mask, palette, alpha)).save(tmp, format="PNG")
+                picture = image if bands == 3 and rgb_bands is None else overlay_picture(image, shown)
+                Image.fromarray(blend(picture, mask, palette, alpha)).save(tmp, format="PNG")
     if failed:
         others = f"{len(written)} mask{'' if len(written) == 1 else 's'} written for the others"
         raise PredictionError(f"{len(failed)} of {len(plan)} images unreadable ({others}): {'; '.join(failed)}",

@@ -141,10 +141,11 @@ def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
 
 
 def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize (half-pixel centres) of an H×W×3 image to ``size`` = (height, width)."""
+    """Bilinear resize (half-pixel centres) of an H×W×B image to ``size`` = (height, width)."""
     if image.shape[:2] == tuple(size):
         return image
-    return cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+    resized = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+    return resized.reshape(*resized.shape[:2], *image.shape[2:])  # OpenCV drops a single band's axis
 
 
 def softmax_(scores: np.ndarray) -> np.ndarray:
@@ -166,7 +167,7 @@ def add_resized_(total: np.ndarray, scores: np.ndarray, mirrored: bool) -> None:
 
 
 def to_batch(image: np.ndarray) -> np.ndarray:
-    """H×W×3 image (any numeric dtype, 0-255) → 1×3×H×W float32."""
+    """H×W×B image (any numeric dtype; 0-255 for RGB) → 1×B×H×W float32."""
     return np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32)
 
 

@@ -1,6 +1,7 @@
 """Assemble a segmentation model from config: backbone → decoder (+ FCN auxiliary head)."""
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -31,7 +32,8 @@ class FCNAuxHead(nn.Layer):
 
 
 class SegmentationModel(nn.Layer):
-    """Normalise a 0–255 RGB batch, extract features, decode, upsample logits to the input size.
+    """Normalise an N-band batch (0–255 for RGB), extract features, decode, upsample logits to the
+    input size; N is the length of ``mean`` and ``std``.
 
     In eval mode ``forward`` returns N×num_classes×H×W logits. In training it returns a list:
     the main logits, then the decoder's auxiliary logits, then the FCN auxiliary head's — their
@@ -47,8 +49,11 @@ class SegmentationModel(nn.Layer):
         self.decoder = decoder
         self.num_classes = num_classes
         self.align_corners = align_corners
-        self.register_buffer("mean", paddle.to_tensor(mean, dtype="float32").reshape([1, 3, 1, 1]))
-        self.register_buffer("std", paddle.to_tensor(std, dtype="float32").reshape([1, 3, 1, 1]))
+        if len(mean) != len(std):
+            raise ValueError(f"mean has {len(mean)} entries, std {len(std)}: give one per input band")
+        self.in_channels = len(mean)
+        self.register_buffer("mean", paddle.to_tensor(mean, dtype="float32").reshape([1, len(mean), 1, 1]))
+        self.register_buffer("std", paddle.to_tensor(std, dtype="float32").reshape([1, len(std), 1, 1]))
         info: FeatureInfo = backbone.feature_info
         self.aux_level = aux_level
         self.aux_head = None
@@ -84,11 +89,12 @@ def _padded(values: tuple[Any, ...], length: int) -> list[Any]:
 CHECK_SIDE = 64
 
 
-def check_backbone(backbone: Any, name: str, plugin: str = "?") -> Backbone:
+def check_backbone(backbone: Any, name: str, plugin: str = "?", in_channels: int = 3) -> Backbone:
     """Verify what ``backbone`` declares against one forward pass; return it unchanged.
 
-    The pass runs in eval mode without gradients on a 1×3×S×S input, S a multiple of every
-    declared stride (64 for strides up to 64); every layer's train/eval flag is restored after.
+    The pass runs in eval mode without gradients on a 1×``in_channels``×S×S input, S a multiple
+    of every declared stride (64 for strides up to 64); every layer's train/eval flag is restored
+    after.
     The output must be a list with one N×C×H×W tensor per declared level, C the declared channels
     and H = W = ceil(S / stride). Any difference, or a forward that fails, raises a one-line
     :class:`SemsegError` naming the backbone and the plugin that registered it.
@@ -103,11 +109,13 @@ def check_backbone(backbone: Any, name: str, plugin: str = "?") -> Backbone:
     for layer, _ in modes:
         layer.training = False  # the flag only: Layer.eval() would also switch Paddle's global tracer
     try:
-        x = paddle.to_tensor(np.random.default_rng(0).uniform(-1, 1, (1, 3, side, side)).astype(np.float32))
+        x = np.random.default_rng(0).uniform(-1, 1, (1, in_channels, side, side)).astype(np.float32)
+        x = paddle.to_tensor(x)
         with paddle.no_grad():
             features = backbone(x)
     except Exception as exc:
-        raise SemsegError(f"{where}: forward on a 1×3×{side}×{side} input failed: {_first_line(exc)}") from exc
+        raise SemsegError(f"{where}: forward on a 1×{in_channels}×{side}×{side} input failed: "
+                          f"{_first_line(exc)}") from exc
     finally:
         for layer, training in modes:
             layer.training = training
@@ -153,11 +161,24 @@ def _first_line(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def create_backbone(name: str, **options: Any) -> Backbone:
-    """Build a registered backbone by name (options left out take their defaults), checked once
-    against its declaration by :func:`check_backbone`."""
+def input_band_options(component: Any, in_channels: int) -> dict[str, int]:
+    """The keyword telling a backbone factory its input bands: ``{"in_channels": N}`` when the
+    factory accepts ``in_channels``; nothing for 3 bands when it does not; for other counts a
+    one-line SemsegError naming the backbone."""
+    if "in_channels" in inspect.signature(component.factory).parameters:
+        return {"in_channels": in_channels}
+    if in_channels == 3:
+        return {}
+    raise SemsegError(f"model.in_channels: backbone '{component.name}' (plugin '{component.plugin}') takes "
+                      f"3-band input only (its factory has no in_channels argument), the config gives {in_channels}")
+
+
+def create_backbone(name: str, in_channels: int = 3, **options: Any) -> Backbone:
+    """Build a registered backbone by name for ``in_channels`` input bands (options left out take
+    their defaults), checked once against its declaration by :func:`check_backbone`."""
     component = get_registry("backbone").get(name)
-    return check_backbone(component.factory(**options), name, component.plugin)
+    backbone = component.factory(**options, **input_band_options(component, in_channels))
+    return check_backbone(backbone, name, component.plugin, in_channels)
 
 
 def build_model(config: dict[str, Any], num_classes: int, pretrained: bool = True) -> SegmentationModel:
@@ -173,8 +194,10 @@ def build_model(config: dict[str, Any], num_classes: int, pretrained: bool = Tru
     backbone_cfg = model_cfg["backbone"]
     backbone_extra = SCHEMA["model"]["backbone"].extra
     component = get_registry("backbone").get(backbone_cfg["name"])
-    backbone = check_backbone(build_component(config, "model.backbone", "backbone", extra=backbone_extra),
-                              backbone_cfg["name"], component.plugin)
+    in_channels = model_cfg.get("in_channels", 3)
+    backbone = check_backbone(build_component(config, "model.backbone", "backbone", extra=backbone_extra,
+                                              overrides=input_band_options(component, in_channels)),
+                              backbone_cfg["name"], component.plugin, in_channels)
     if pretrained and backbone_cfg.get("pretrained"):
         from semsegpaddle.core.model.weights import load_backbone_pretrained
 

@@ -9,7 +9,7 @@ output's weight (``model.loss_weights``: 1 for the main output, the aux weights 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import paddle
 
@@ -29,11 +29,15 @@ class WeightedLoss:
     function: LossFn
 
 
-def build_loss_list(config: dict[str, Any], key: str, ignore_index: int) -> list[WeightedLoss]:
-    """The losses configured at ``loss.<key>`` (``main`` or ``aux``), built for ``ignore_index``."""
+def build_loss_list(config: dict[str, Any], key: str, ignore_index: int,
+                    overrides: Mapping[str, dict[str, Any]] | None = None) -> list[WeightedLoss]:
+    """The losses configured at ``loss.<key>`` (``main`` or ``aux``), built for ``ignore_index``;
+    ``overrides`` maps a section (``loss.main.0``) to options replacing its own."""
     extra = tuple(SCHEMA["loss"][key].extra)
+    overrides = overrides or {}
     return [WeightedLoss(entry["name"], float(entry["weight"]),
-                         build_component(config, f"loss.{key}.{index}", "loss", ignore_index, extra=extra))
+                         build_component(config, f"loss.{key}.{index}", "loss", ignore_index, extra=extra,
+                                         overrides=overrides.get(f"loss.{key}.{index}")))
             for index, entry in enumerate(config["loss"][key])]
 
 
@@ -64,7 +68,13 @@ class SegmentationLoss:
         return total, [t.detach() for t in terms]
 
 
-def create_loss(config: dict[str, Any], model: Any, ignore_index: int) -> SegmentationLoss:
-    """The objective for ``model`` (its ``loss_weights`` and ``output_losses``) from the config."""
-    return SegmentationLoss(build_loss_list(config, "main", ignore_index), build_loss_list(config, "aux", ignore_index),
+def create_loss(config: dict[str, Any], model: Any, ignore_index: int,
+                overrides: Mapping[str, dict[str, Any]] | None = None) -> SegmentationLoss:
+    """The objective for ``model`` (its ``loss_weights`` and ``output_losses``) from the config.
+
+    ``overrides`` replaces options of loss sections, by dotted key: the engine gives the class
+    weights computed from the data for sections saying ``class_weights: auto``.
+    """
+    return SegmentationLoss(build_loss_list(config, "main", ignore_index, overrides),
+                            build_loss_list(config, "aux", ignore_index, overrides),
                             model.loss_weights, model.output_losses, ignore_index)

@@ -142,16 +142,51 @@ def _looks_native(model: Any, state: Mapping[str, np.ndarray]) -> bool:
     return sum(k in own for k in state) >= 0.9 * max(len(own), 1)
 
 
+#: input bands of the images ImageNet weights were trained on
+RGB_BANDS = 3
+
+
+def adapt_input_conv(weight: np.ndarray, in_channels: int) -> np.ndarray:
+    """An RGB first-conv kernel (O×3×kh×kw) made to take ``in_channels`` bands, as timm does:
+    one band gets the sum over R, G, B; more bands repeat R, G, B cyclically (cut to
+    ``in_channels``) scaled by 3 / ``in_channels``, so a constant input gives the same response."""
+    weight = np.asarray(weight, dtype=np.float32)
+    if in_channels == RGB_BANDS:
+        return weight
+    if in_channels == 1:
+        return weight.sum(axis=1, keepdims=True)
+    repeats = -(-in_channels // RGB_BANDS)
+    return np.tile(weight, (1, repeats, 1, 1))[:, :in_channels] * (RGB_BANDS / in_channels)
+
+
+def adapt_input_convs(model: Any, state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``state`` with every RGB conv kernel adapted (:func:`adapt_input_conv`) where ``model``'s
+    tensor of that name takes another number of bands and is otherwise the same shape: the first
+    conv of a backbone built for ``model.in_channels`` ≠ 3."""
+    own = model.state_dict()
+    adapted = dict(state)
+    for key, value in state.items():
+        target = tuple(own[key].shape) if key in own else None
+        shape = tuple(np.shape(value))
+        if (target is not None and len(shape) == 4 and len(target) == 4 and shape[1] == RGB_BANDS
+                and target[1] != RGB_BANDS and shape[0] == target[0] and shape[2:] == target[2:]):
+            adapted[key] = adapt_input_conv(value, target[1])
+    return adapted
+
+
 def load_backbone_pretrained(backbone: Any, name: str, path: str, options: Mapping[str, Any]) -> LoadReport:
     """Load ``path`` into ``backbone``: our own converted file as is, a timm/torchvision one converted.
 
     Every backbone parameter must be found; leftovers (e.g. a classifier) are reported, not fatal.
+    A backbone built for other than 3 input bands gets its RGB first conv adapted
+    (:func:`adapt_input_conv`).
     """
     from semsegpaddle.core.plugin.manager import get_registry
 
     state = read_checkpoint(path)
     if not _looks_native(backbone, state):
         state = convert_state(get_registry("backbone").get(name), state, options)
+    state = adapt_input_convs(backbone, state)
     usable, report = match_state(backbone, state)
     if report.missing or report.mismatched:
         raise SemsegError(f"{path}: weights do not fit backbone '{name}' with these options: "

@@ -23,8 +23,10 @@ def component_options(section: dict[str, Any], spec_extra: Iterable[str] = ()) -
     return {k: v for k, v in section.items() if k not in skip}
 
 
-def build_component(config: dict[str, Any], dotted: str, kind: str, *args: Any, extra: Iterable[str] = ()) -> Any:
-    """Call the factory of the component named at ``dotted`` with its options.
+def build_component(config: dict[str, Any], dotted: str, kind: str, *args: Any, extra: Iterable[str] = (),
+                    overrides: dict[str, Any] | None = None) -> Any:
+    """Call the factory of the component named at ``dotted`` with its options (``overrides``
+    replacing some of them, e.g. ``class_weights: auto`` by the weights computed from the data).
 
     An error from the factory (ValueError for a bad option value, FileNotFoundError, OSError,
     KeyError, TypeError, ...) becomes a ConfigError ``FILE: KEY (kind 'name'): message`` naming the
@@ -35,7 +37,7 @@ def build_component(config: dict[str, Any], dotted: str, kind: str, *args: Any, 
     section = _select(config, dotted)
     component = get_registry(kind).get(section["name"])
     try:
-        return component.factory(*args, **component_options(section, extra))
+        return component.factory(*args, **{**component_options(section, extra), **(overrides or {})})
     except SemsegError:
         raise
     except Exception as exc:

@@ -39,7 +39,7 @@ CONFIG_HOOK = "semseg_register_configs"
 
 #: kind -> (hook name, factory arguments that are not options)
 KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "backbone": ("semseg_register_backbones", ()),
+    "backbone": ("semseg_register_backbones", ("in_channels",)),
     "decoder": ("semseg_register_decoders", ("feature_info", "num_classes")),
     "dataset": ("semseg_register_datasets", ("split",)),
     "loss": ("semseg_register_losses", ("ignore_index",)),

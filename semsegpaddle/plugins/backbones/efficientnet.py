@@ -24,13 +24,14 @@ def build_efficientnet(variant: Annotated[str, OneOf("b0", "b1", "b2", "b3", "b4
                        drop_connect_rate: float = 0.2, output_stride: Annotated[int, OneOf(8, 16, 32)] = 32,
                        norm_momentum: float = 0.9, norm_eps: float = 1e-5, frozen_stages: int = -1,
                        freeze_bn_stats: bool = False,
-                       padding: Annotated[str, OneOf("symmetric", "same")] = "symmetric"):
+                       padding: Annotated[str, OneOf("symmetric", "same")] = "symmetric", in_channels: int = 3):
     """Build an EfficientNet B0–B7 backbone (see ``efficientnet_impl.EfficientNet``)."""
     from semsegpaddle.plugins.backbones.efficientnet_impl import EfficientNet
 
     return EfficientNet(variant=variant, drop_connect_rate=drop_connect_rate,
                         output_stride=output_stride, norm_momentum=norm_momentum, norm_eps=norm_eps,
-                        frozen_stages=frozen_stages, freeze_bn_stats=freeze_bn_stats, padding=padding)
+                        frozen_stages=frozen_stages, freeze_bn_stats=freeze_bn_stats, padding=padding,
+                        in_channels=in_channels)
 
 
 def convert_efficientnet(state: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:

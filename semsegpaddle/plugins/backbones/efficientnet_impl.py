@@ -185,7 +185,8 @@ class EfficientNet(Backbone):
 
     def __init__(self, variant: str = "b0", drop_connect_rate: float = 0.2, output_stride: int = 32,
                  norm_momentum: float = 0.9, norm_eps: float = 1e-5, frozen_stages: int = -1,
-                 freeze_bn_stats: bool = False, padding: str = "symmetric") -> None:
+                 freeze_bn_stats: bool = False, padding: str = "symmetric",
+                 in_channels: int = 3) -> None:
         super().__init__()
         _validate(variant, drop_connect_rate, output_stride, norm_momentum, norm_eps, frozen_stages,
                   freeze_bn_stats, padding)
@@ -198,7 +199,7 @@ class EfficientNet(Backbone):
             return nn.BatchNorm2D(channels, momentum=norm_momentum, epsilon=norm_eps)
 
         stem = scaled_channels(_STEM_CHANNELS, width)
-        self.conv_stem = _conv(3, stem, 3, stride=2, padding=padding)
+        self.conv_stem = _conv(in_channels, stem, 3, stride=2, padding=padding)
         self.bn1 = bn(stem)
 
         plan = [(dw, scaled_repeats(r, depth), k, s, e, scaled_channels(c, width))

@@ -29,11 +29,12 @@ def build_hrnet(
     norm_eps: float = 1e-5,
     frozen_stages: int = -1,
     freeze_bn_stats: bool = False,
+    in_channels: int = 3,
 ):
     """HRNetV2 backbone (W18-Small-v1/v2, W18, W32, W48): four branches at strides 4, 8, 16, 32."""
     from semsegpaddle.plugins.backbones.hrnet_impl import HRNet
 
-    return HRNet(width, output_stride, norm_momentum, norm_eps, frozen_stages, freeze_bn_stats)
+    return HRNet(width, output_stride, norm_momentum, norm_eps, frozen_stages, freeze_bn_stats, in_channels)
 
 
 def convert_hrnet(state: dict[str, Any], options: dict) -> dict[str, Any]:

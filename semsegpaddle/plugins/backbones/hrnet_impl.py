@@ -190,6 +190,7 @@ class HRNet(Backbone):
         norm_eps: float = 1e-5,
         frozen_stages: int = -1,
         freeze_bn_stats: bool = False,
+        in_channels: int = 3,
     ) -> None:
         super().__init__()
         arch = _check_options(width, output_stride, norm_momentum, norm_eps, frozen_stages, freeze_bn_stats)
@@ -198,7 +199,7 @@ class HRNet(Backbone):
         self.frozen_stages = frozen_stages
         self.freeze_bn_stats = freeze_bn_stats
 
-        self.conv1 = _conv(3, 64, 3, stride=2)
+        self.conv1 = _conv(in_channels, 64, 3, stride=2)
         self.bn1 = nn.BatchNorm2D(64, **norm)
         self.conv2 = _conv(64, 64, 3, stride=2)
         self.bn2 = nn.BatchNorm2D(64, **norm)

@@ -43,6 +43,7 @@ def build_resnet(
     norm_eps: float = 1e-5,
     frozen_stages: int = -1,
     freeze_bn_stats: bool = False,
+    in_channels: int = 3,
 ):
     """ResNet-18/34/50/101/152 (v1.5 strided 3×3), with the standard, v1c or v1d stem."""
     from semsegpaddle.core.model.backbone_options import invalid_option
@@ -54,7 +55,7 @@ def build_resnet(
     return ResNet(block, layers, stem=stem, stem_channels=stem_channels, output_stride=output_stride,
                   dilation_style=dilation_style, multi_grid=multi_grid, multi_grid_mode=multi_grid_mode,
                   norm_momentum=norm_momentum, norm_eps=norm_eps, frozen_stages=frozen_stages,
-                  freeze_bn_stats=freeze_bn_stats)
+                  freeze_bn_stats=freeze_bn_stats, in_channels=in_channels)
 
 
 def build_resnext(
@@ -69,6 +70,7 @@ def build_resnext(
     norm_eps: float = 1e-5,
     frozen_stages: int = -1,
     freeze_bn_stats: bool = False,
+    in_channels: int = 3,
 ):
     """ResNeXt-50 32×4d, -101 32×8d or -101 64×4d, with the standard, v1c or v1d stem."""
     from semsegpaddle.core.model.backbone_options import invalid_option
@@ -80,7 +82,8 @@ def build_resnext(
     return ResNet("bottleneck", layers, cardinality=cardinality, base_width=base_width, stem=stem,
                   stem_channels=stem_channels, output_stride=output_stride, dilation_style=dilation_style,
                   multi_grid=multi_grid, multi_grid_mode=multi_grid_mode, norm_momentum=norm_momentum,
-                  norm_eps=norm_eps, frozen_stages=frozen_stages, freeze_bn_stats=freeze_bn_stats)
+                  norm_eps=norm_eps, frozen_stages=frozen_stages, freeze_bn_stats=freeze_bn_stats,
+                  in_channels=in_channels)
 
 
 def convert_resnet(state: dict[str, Any], options: dict) -> dict[str, Any]:

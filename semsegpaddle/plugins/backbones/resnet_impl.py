@@ -195,6 +195,7 @@ class ResNet(Backbone):
         norm_eps: float = 1e-5,
         frozen_stages: int = -1,
         freeze_bn_stats: bool = False,
+        in_channels: int = 3,
     ) -> None:
         super().__init__()
         _check_variant_options(stem, stem_channels, dilation_style, multi_grid_mode, multi_grid, layers[3])
@@ -210,11 +211,11 @@ class ResNet(Backbone):
 
         inplanes = stem_channels
         if stem == "standard":
-            self.conv1 = _conv(3, inplanes, 7, stride=2)
+            self.conv1 = _conv(in_channels, inplanes, 7, stride=2)
         else:  # v1c: three 3×3 convs, the last one's norm is bn1 below
             mid = stem_channels // 2
             self.conv1 = nn.Sequential(
-                _conv(3, mid, 3, stride=2), norm(mid), nn.ReLU(),
+                _conv(in_channels, mid, 3, stride=2), norm(mid), nn.ReLU(),
                 _conv(mid, mid, 3), norm(mid), nn.ReLU(),
                 _conv(mid, inplanes, 3),
             )

@@ -6,7 +6,9 @@ Two layouts, chosen per split (``dataset.train_split``, ``dataset.val_split``):
   and its mask are paired by their path below these folders without the extension
   (``images/train/a/001.jpg`` ↔ ``masks/train/a/001.png``; ``mask_suffix: _mask`` pairs it with
   ``001_mask.png``). Images: jpg, jpeg, png, bmp, tif, tiff, webp; masks: png, bmp, tif, tiff (JPEG
-  masks are read, but lossy: ``semseg check-data`` flags them).
+  masks are read, but lossy: ``semseg check-data`` flags them). Multispectral, 16-bit and float
+  images: ``.tif``/``.tiff`` with ``model.in_channels`` set to their band count (every band is
+  read; see docs/datasets.md).
 - **list file** (``train_list``, ``val_list``, ``test_list``; relative to ROOT), taking precedence:
   lines ``image mask`` with paths relative to the list file's folder (or to ROOT when the first
   pair is found there), or lines holding a single sample name, e.g. ``a/001``, looked up in the

@@ -34,6 +34,7 @@ def build_synthetic(
     noise_std: float = 6.0,
     ignore_width: int = 1,
     hue_jitter: float = 30.0,
+    class_draw_weights: list[float] | None = None,
 ):
     """Procedural scenes of textured, overlapping shapes on clutter; nothing to download."""
     from semsegpaddle.plugins.datasets.synthetic_impl import SPLITS, SyntheticDataset
@@ -52,6 +53,13 @@ def build_synthetic(
         raise ValueError(f"noise_std={noise_std!r} is not valid; expected a number from 0 to 100")
     if isinstance(hue_jitter, bool) or not isinstance(hue_jitter, (int, float)) or not 0 <= hue_jitter <= 180:
         raise ValueError(f"hue_jitter={hue_jitter!r} is not valid; expected a number of degrees from 0 to 180")
+    if class_draw_weights is not None:
+        weights = list(class_draw_weights)
+        if (len(weights) != 5 or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0
+                                         for w in weights) or sum(weights) <= 0):
+            raise ValueError(f"class_draw_weights={class_draw_weights!r} is not valid; expected 5 numbers >= 0 "
+                             f"(disc, square, triangle, ring, striped-bar) with a positive sum")
+        class_draw_weights = [float(w) for w in weights]
     return SyntheticDataset(
         split,
         seed=seed,
@@ -63,6 +71,7 @@ def build_synthetic(
         noise_std=float(noise_std),
         ignore_width=ignore_width,
         hue_jitter=float(hue_jitter),
+        class_draw_weights=class_draw_weights,
     )
 
 
@@ -88,6 +97,8 @@ def semseg_register_datasets(register):
             "noise_std": "standard deviation of the Gaussian pixel noise, in 0-255 intensity units",
             "ignore_width": "width in pixels of the ignore band (255) along object boundaries; 0 disables it",
             "hue_jitter": "spread in degrees of each class's typical hue (classes 72° apart); 180: colour carries no class information",
+            "class_draw_weights": "relative chance of each object class (disc, square, triangle, ring, striped-bar) "
+                                  "when an object is drawn, e.g. [1, 1, 1, 0.03, 1] makes rings rare; null: all equal",
         },
         description="procedural shapes with per-class textures, occlusion and clutter; no download",
     )

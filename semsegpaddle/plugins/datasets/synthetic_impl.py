@@ -7,7 +7,8 @@ each drawn with random size, position, rotation and brightness, its texture in t
 contrasting shades. Each class has a typical hue spread by ``hue_jitter`` degrees (at 180 the hue
 is uniform and only shape and texture tell the class). Objects drawn later cover earlier ones (the
 label follows the top one), pixel noise is added, and a thin band along every object boundary is
-labelled ``ignore_index`` (255), like the "void" outlines of PASCAL VOC.
+labelled ``ignore_index`` (255), like the "void" outlines of PASCAL VOC. Object classes are drawn
+equally often, or by ``class_draw_weights`` (e.g. rare rings, to study class balance).
 
 Every sample is a pure function of ``(seed, split, index)``: it is drawn on demand in
 ``__getitem__`` from its own random generator, identical in any process and any access order, and
@@ -71,6 +72,7 @@ class SyntheticDataset(SegDataset):
         noise_std: float,
         ignore_width: int,
         hue_jitter: float,
+        class_draw_weights: list[float] | None = None,
     ) -> None:
         self.split = split
         self.seed = seed
@@ -82,6 +84,8 @@ class SyntheticDataset(SegDataset):
         self.noise_std = noise_std
         self.ignore_width = ignore_width
         self.hue_jitter = hue_jitter
+        self.class_draw_p = None if class_draw_weights is None else (
+            np.asarray(class_draw_weights, dtype=np.float64) / float(np.sum(class_draw_weights)))
         self.palette = default_palette(self.num_classes)
 
     def __len__(self) -> int:
@@ -118,7 +122,11 @@ class SyntheticDataset(SegDataset):
         drawn: list[tuple[int, np.ndarray]] = []  # (class, full mask), bottom first
 
         count = int(rng.integers(self.min_objects, self.max_objects + 1))
-        for class_id in rng.integers(1, self.num_classes, size=count):
+        if self.class_draw_p is None:
+            classes = rng.integers(1, self.num_classes, size=count)
+        else:
+            classes = rng.choice(np.arange(1, self.num_classes), size=count, p=self.class_draw_p)
+        for class_id in classes:
             class_id = int(class_id)
             cx, cy = rng.uniform(0.1, 0.9, size=2) * size
             radius = rng.uniform(0.14, 0.28) * size

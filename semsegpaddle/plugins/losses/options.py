@@ -23,6 +23,17 @@ def check_class_weights(class_weights: Sequence[float] | None) -> tuple[float, .
     return tuple(float(w) for w in values)
 
 
+def check_auto_weight_options(class_weights: Any, method: str, max_weight: float, enet_c: float) -> None:
+    """Check the options of ``class_weights: auto``; ``auto`` itself must have been replaced by the
+    weights computed from the training data (``semseg train`` does) before the loss is built."""
+    check_choice("class_weights_method", method, ("inverse_frequency", "inverse_sqrt", "median_frequency", "enet"))
+    check_range("class_weights_max", max_weight, 1.0)
+    check_range("class_weights_enet_c", enet_c, 1.0, low_open=True)
+    if class_weights == "auto":
+        raise LossOptionError("loss option class_weights: auto is computed from the training split by semseg train; "
+                              "to build this loss on its own, give the weights as a list")
+
+
 def check_range(name: str, value: Any, low: float, high: float | None = None, *, low_open: bool = False,
                 high_open: bool = False) -> None:
     """Raise :class:`LossOptionError` unless ``low <= value <= high`` (ends open where asked)."""
