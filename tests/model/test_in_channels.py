@@ -1,22 +1,16 @@
 """``model.in_channels``: backbones built for N input bands, RGB weights adapted, config errors."""
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import paddle
 import pytest
-from safetensors.numpy import save_file
 
-from semsegpaddle import hookimpl
 from semsegpaddle.api import config_from_dict, create_backbone
 from semsegpaddle.core.common.errors import ConfigError, SemsegError
 from semsegpaddle.core.model.assembly import build_model
 from semsegpaddle.core.model.weights import adapt_input_conv
-from semsegpaddle.core.plugin import manager as plugin_module
-
-from tests.helpers.parity import compare_features, paddle_param_count, torch_param_count, torch_state_numpy
-from tests.helpers.tiny import TINY_CONFIG, TinyPlugin
+from tests.helpers.parity import compare_features, paddle_param_count, torch_param_count
+from tests.helpers.tiny import TINY_CONFIG
 
 torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
@@ -57,19 +51,6 @@ def test_adapted_kernel_equals_timm(bands):
     np.testing.assert_allclose(ours, expected, rtol=1e-6, atol=1e-6)
 
 
-@pytest.fixture(scope="module")
-def timm_resnet18_rgb(tmp_path_factory):
-    """A random timm resnet18 (random BN statistics) saved as an RGB .safetensors checkpoint."""
-    torch.manual_seed(0)
-    model = timm.create_model("resnet18", pretrained=False).eval()
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.2, 0.2)
-                module.running_var.uniform_(0.5, 1.5)
-    path = tmp_path_factory.mktemp("rgb") / "resnet18.safetensors"
-    save_file({k: np.ascontiguousarray(v) for k, v in torch_state_numpy(model).items()}, str(path))
-    return model, path
 
 
 def _config(bands: int, **model):
@@ -79,8 +60,8 @@ def _config(bands: int, **model):
         **model}})
 
 
-def test_rgb_weights_load_into_a_four_band_resnet_with_the_first_conv_adapted(timm_resnet18_rgb):
-    reference_rgb, path = timm_resnet18_rgb
+def test_rgb_weights_load_into_a_four_band_resnet_with_the_first_conv_adapted(timm_resnet18):
+    reference_rgb, path = timm_resnet18
     config = _config(4)
     config["model"]["backbone"]["pretrained"] = str(path)
     model = build_model(config, num_classes=3)
@@ -131,19 +112,9 @@ def test_in_channels_is_a_model_key_not_a_backbone_option():
         config_from_dict({"model": {"backbone": {"name": "resnet", "in_channels": 4}}})
 
 
-@pytest.fixture
-def tiny_registry():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        state = plugin_module.new_state(plugins=[(TinyPlugin(), "tiny-test")])
-    plugin_module.reset_plugins(state)
-    try:
-        yield state
-    finally:
-        plugin_module.reset_plugins(None)
 
 
-def test_a_backbone_without_in_channels_is_refused_for_other_band_counts(tiny_registry):
+def test_a_backbone_without_in_channels_is_refused_for_other_band_counts(tiny_plugins):
     config = config_from_dict({**TINY_CONFIG, "model": {**TINY_CONFIG["model"], "in_channels": 4,
                                                         "mean": [0.0] * 4, "std": [1.0] * 4}})
     with pytest.raises(SemsegError) as caught:

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import paddle
 import pytest
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file
 
 from semsegpaddle.api import create_backbone, create_model
 from semsegpaddle.core.config.loader import load_config
@@ -20,19 +20,6 @@ torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
 
 
-@pytest.fixture(scope="module")
-def timm_resnet18(tmp_path_factory):
-    """A random-init timm resnet18 with non-trivial BN statistics, saved as timm would (.safetensors)."""
-    torch.manual_seed(0)
-    model = timm.create_model("resnet18", pretrained=False).eval()
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.2, 0.2)
-                module.running_var.uniform_(0.5, 1.5)
-    path = tmp_path_factory.mktemp("timm") / "resnet18.safetensors"
-    save_file({k: np.ascontiguousarray(v) for k, v in torch_state_numpy(model).items()}, str(path))
-    return model, path
 
 
 def test_convert_weights_cli_reports_and_output_matches_reference(timm_resnet18, tmp_path):

@@ -13,19 +13,7 @@ from semsegpaddle.plugins.backbones.resnet import build_resnet, build_resnext, c
 INPUT = np.random.RandomState(0).randn(1, 3, 64, 64).astype("float32")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Run torch references single-threaded: on a busy 2-core machine its thread pool spins for
-    seconds per forward pass. The previous setting is restored afterwards."""
-    try:
-        import torch
-    except ImportError:
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def param_count(layer: paddle.nn.Layer) -> int:

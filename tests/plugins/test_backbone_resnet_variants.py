@@ -31,18 +31,7 @@ INPUTS = {size: np.random.RandomState(1).randn(1, 3, *size).astype("float32") fo
 PADDLESEG_VD = {"stem": "deep_avgdown", "output_stride": 8, "dilation_style": "paddleseg"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Run torch references single-threaded (its pool spins on a busy 2-core machine); restored after."""
-    try:
-        import torch
-    except ImportError:
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def randomize_paddle_batchnorm(layer: paddle.nn.Layer, seed: int) -> None:
