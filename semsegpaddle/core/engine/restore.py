@@ -108,15 +108,6 @@ def _readable_safetensors(path: Path) -> bool:
         return False
 
 
-def read_state(path: Path) -> dict[str, Any]:
-    """The model tensors of a weights file: a checkpoint of ours (training state left out, NaN/Inf
-    refused) or a foreign file (.pdparams, .pth, .safetensors) read without running pickle code."""
-    from semsegpaddle.core.engine.checkpoint import model_tensors
-    from semsegpaddle.core.model.weight_files import read_weights
-
-    return model_tensors(path) if _our_metadata(path) else read_weights(path)
-
-
 def load_weights_into(model: Any, config: dict[str, Any], weights: str | Path, *,
                       allow_class_change: bool = False) -> Any:
     """Load ``weights`` (ours, a foreign model's, or a URL of one) into ``model``; a foreign file is
@@ -126,12 +117,13 @@ def load_weights_into(model: Any, config: dict[str, Any], weights: str | Path, *
 
     from semsegpaddle.core.engine.checkpoint import load_weights
     from semsegpaddle.core.model.model_import import import_weights
+    from semsegpaddle.core.model.weight_files import read_weights
 
     path = resolve_weights(config, weights)
     if _our_metadata(path):
-        load_weights(model, path)
+        load_weights(model, path)  # strict, NaN/Inf refused
         return None
-    report = import_weights(model, read_state(path), config, origin=str(path), allow_class_change=allow_class_change)
+    report = import_weights(model, read_weights(path), config, origin=str(path), allow_class_change=allow_class_change)
     print(report.summary(), file=sys.stderr)
     return report
 

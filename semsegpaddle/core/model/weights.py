@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -63,38 +62,21 @@ def drop_prefixes(state: Mapping[str, np.ndarray], prefixes: tuple[str, ...]) ->
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """Read a ``.safetensors`` (no torch needed) or ``.pth``/``.pt``/``.bin`` (needs torch) file."""
-    path = Path(path)
-    if not path.is_file():
-        raise SemsegError(f"weights file not found: {path}")
-    if path.suffix == ".safetensors":
+    """A timm/torchvision (or any) weights file as numpy arrays, read by
+    :func:`semsegpaddle.core.model.weight_files.read_weights`: ``.safetensors``, ``.pdparams`` and torch
+    ``.pth``/``.pt``/``.bin``, without running pickle code and without importing torch or paddle."""
+    from semsegpaddle.core.model.weight_files import read_weights
+
+    if str(path).endswith(".safetensors"):
         from safetensors.numpy import load_file
 
+        if not os.path.isfile(path):
+            raise SemsegError(f"weights file not found: {path}")
         try:
             return dict(load_file(str(path)))
         except Exception as exc:
             raise SemsegError(f"{path}: not a readable safetensors file ({exc})") from None
-    if path.suffix in (".pth", ".pt", ".bin", ".pdparams"):
-        if path.suffix == ".pdparams":
-            import paddle
-
-            return {k: np.asarray(v) for k, v in paddle.load(str(path)).items()}
-        try:
-            import torch
-        except ImportError:
-            raise SemsegError(
-                f"{path}: reading .pth files needs torch (pip install torch), "
-                f"or convert the checkpoint to .safetensors"
-            ) from None
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-        for key in ("state_dict", "model", "state_dict_ema"):
-            if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
-                obj = obj[key]
-                break
-        return {k: v.detach().float().numpy() if v.is_floating_point() else v.numpy()
-                for k, v in obj.items() if hasattr(v, "numpy")}
-    raise SemsegError(f"{path}: unknown weights format '{path.suffix}' "
-                      f"(expected .safetensors, .pth, .pt, .bin or .pdparams)")
+    return read_weights(path)
 
 
 def match_state(model: Any, state: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], LoadReport]:
