@@ -34,9 +34,11 @@ setup(
         "gpu": ["paddlepaddle-gpu>=3.0"],
         "onnx": ["paddle2onnx>=2.0", "onnxruntime>=1.17"],
         "visualdl": ["visualdl>=2.5"],
+        "serve": ["starlette>=0.37", "uvicorn>=0.30", "python-multipart>=0.0.9"],
         "test": ["pytest>=7", "paddlepaddle>=3.0", "setuptools>=70", "wheel", "paddle2onnx>=2.0", "onnxruntime>=1.17",
                  "cityscapesscripts>=2.2", "visualdl>=2.5", "playwright>=1.40", "import-linter>=2.0",
-                 "mkdocs-material>=9.5", "mkdocs-click>=0.8"],
+                 "mkdocs-material>=9.5", "mkdocs-click>=0.8",
+                 "starlette>=0.37", "uvicorn>=0.30", "python-multipart>=0.0.9", "httpx>=0.27"],
         # PaddleSeg 2.8 itself is installed with --no-deps (its pinned opencv-python needs numpy 1);
         # these are the packages it imports
         "reference": ["torch==2.14.1", "torchvision==0.29.1", "timm>=1.0", "filelock", "prettytable",
