@@ -506,8 +506,11 @@ def export(args: tuple[str, ...], weights: str | None, output_dir: str, onnx: bo
               help="Worst by per-image mIoU (lowest first) or by pixel error (highest first).")
 @click.option("--split", default=None, help="Dataset split (default: dataset.val_split).")
 @click.option("--threads", type=int, default=None, help="CPU threads (default: every core).")
+@click.option("--rgb-bands", default=None, metavar="R,G,B",
+              help="Bands (1-based) the input pictures of a multi-band model show as red, green, blue, e.g. "
+              "3,2,1. Default: the first three, or band 1 as gray.")
 def report(run_dir: str, overrides: tuple[str, ...], worst: int, rank_by: str, split: str | None,
-           threads: int | None) -> None:
+           threads: int | None, rgb_bands: str | None) -> None:
     """Write RUN_DIR/report.html: one self-contained page to open after a run [key=value ...].
 
     The run's best checkpoint, with the config stored in it (key=value overrides on top, e.g.
@@ -520,7 +523,8 @@ def report(run_dir: str, overrides: tuple[str, ...], worst: int, rank_by: str, s
     if bad:
         raise click.UsageError(f"expected key=value overrides after RUN_DIR, got {', '.join(bad)}")
     extra = [f"runtime.threads={threads}"] if threads is not None else []
-    done = api.report_run(run_dir, [*overrides, *extra], worst=worst, rank_by=rank_by, split=split)
+    done = api.report_run(run_dir, [*overrides, *extra], worst=worst, rank_by=rank_by, split=split,
+                          rgb_bands=rgb_bands)
     click.echo(f"mIoU {100 * done.metrics.miou:.2f} on {done.metrics.pixels} pixels; report written to {done.path}")
 
 

@@ -1,36 +1,22 @@
 """N-band folder datasets end to end: train, evaluate, export, predict with both backends."""
 from __future__ import annotations
 
+import base64
 import json
+import re
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
+from semsegpaddle.core.data.image_io import read_bands
+from semsegpaddle.core.inference.prediction import overlay_picture
+
+from tests.helpers.bands import tiff_dataset
 from tests.helpers.cli import invoke
 
 tifffile = pytest.importorskip("tifffile")
-
-
-def _dataset(root, bands: int) -> None:
-    """A tiny 16-bit TIFF folder dataset: a bright square (class 1) or a dark one (class 2) in band 1."""
-    rng = np.random.default_rng(bands)
-    for split, count in (("train", 4), ("val", 2)):
-        (root / "images" / split).mkdir(parents=True)
-        (root / "masks" / split).mkdir(parents=True)
-        for index in range(count):
-            pixels = rng.integers(20000, 40000, (40, 48, bands), dtype=np.uint16)
-            label = np.zeros((40, 48), np.uint8)
-            top, left = rng.integers(0, 20, size=2)
-            cls = 1 + index % 2
-            pixels[top:top + 20, left:left + 24, 0] = 60000 if cls == 1 else 2000
-            label[top:top + 20, left:left + 24] = cls
-            path = root / "images" / split / f"{index}.tif"
-            if bands == 1:
-                tifffile.imwrite(path, pixels[:, :, 0], photometric="minisblack")
-            else:
-                tifffile.imwrite(path, pixels, photometric="minisblack", planarconfig="contig")
-            Image.fromarray(label).save(root / "masks" / split / f"{index}.png")
 
 
 def _config(tmp_path, bands: int):
@@ -48,7 +34,7 @@ def _config(tmp_path, bands: int):
 
 @pytest.mark.parametrize("bands", [1, 4])
 def test_an_n_band_tiff_dataset_trains_evaluates_exports_and_predicts(tmp_path, bands):
-    _dataset(tmp_path / "data", bands)
+    tiff_dataset(tmp_path / "data", bands)
     config = _config(tmp_path, bands)
     result = invoke("train", str(config))
     assert result.exit_code == 0, result.output
@@ -58,6 +44,7 @@ def test_an_n_band_tiff_dataset_trains_evaluates_exports_and_predicts(tmp_path, 
     result = invoke("eval", str(config), "--weights", str(weights))
     assert result.exit_code == 0, result.output
     assert "miou" in result.output.lower()
+    _report_shows_the_chosen_bands(tmp_path / "run", bands)
     result = invoke("export", str(config), "--weights", str(weights), "--output", str(tmp_path / "exported"))
     assert result.exit_code == 0, result.output
     info = json.loads((tmp_path / "exported" / "export_info.json").read_text())
@@ -78,7 +65,7 @@ def test_an_n_band_tiff_dataset_trains_evaluates_exports_and_predicts(tmp_path, 
 
 
 def test_an_image_of_another_band_count_stops_training_naming_it(tmp_path):
-    _dataset(tmp_path / "data", 4)
+    tiff_dataset(tmp_path / "data", 4)
     tifffile.imwrite(tmp_path / "data" / "images" / "train" / "1.tif",
                      np.zeros((40, 48, 3), np.uint16), photometric="minisblack", planarconfig="contig")
     result = invoke("train", str(_config(tmp_path, 4)))
@@ -95,3 +82,18 @@ def test_a_dataset_of_rgb_images_only_is_refused_for_other_band_counts(tmp_path)
     result = invoke("train", str(config))
     assert result.exit_code == 1
     assert "model.in_channels is 4: dataset 'synthetic' gives RGB images only" in result.output
+
+
+def _report_shows_the_chosen_bands(run, bands: int) -> None:
+    """``semseg report --rgb-bands``: each input picture is the chosen bands, stretched as overlays are."""
+    shown = "1,1,1" if bands == 1 else "4,2,1"
+    result = invoke("report", str(run), "--rgb-bands", shown, "--worst", "2")
+    assert result.exit_code == 0, result.output
+    html = (run / "report.html").read_text()
+    inputs = re.findall(r'<img src="data:image/png;base64,([^"]+)" alt="input \(bands ' + shown +
+                        r'\) of ([^"]+?) \(label', html)
+    assert len(inputs) == 2
+    for encoded, image_path in inputs:
+        picture = cv2.imdecode(np.frombuffer(base64.b64decode(encoded), np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
+        expected = overlay_picture(read_bands(image_path), [int(b) for b in shown.split(",")])
+        np.testing.assert_array_equal(picture, expected)

@@ -8,6 +8,8 @@ import pytest
 from semsegpaddle.api import config_from_dict, create_backbone
 from semsegpaddle.core.common.errors import ConfigError, SemsegError
 from semsegpaddle.core.model.assembly import build_model
+from semsegpaddle.core.engine.checkpoint import save_weights
+from semsegpaddle.core.engine.restore import load_weights_into
 from semsegpaddle.core.model.weights import adapt_input_conv
 from tests.helpers.parity import compare_features, paddle_param_count, torch_param_count
 from tests.helpers.tiny import TINY_CONFIG
@@ -81,6 +83,40 @@ def test_rgb_weights_load_into_a_four_band_resnet_with_the_first_conv_adapted(ti
             expected = reference.forward_intermediates(torch.from_numpy(x), indices=[1, 2, 3, 4],
                                                        intermediates_only=True)
         compare_features(model.backbone(paddle.to_tensor(x)), expected)
+
+
+@pytest.mark.parametrize("ours", [False, True], ids=["foreign-file", "our-checkpoint"])
+def test_a_whole_rgb_model_fine_tunes_into_four_bands_with_its_input_conv_adapted(tmp_path, ours, capsys):
+    rgb_config = config_from_dict({"model": {"backbone": {"name": "resnet", "depth": 18},
+                                             "decoder": {"name": "fcn", "channels": 16}}})
+    rgb = build_model(rgb_config, num_classes=5)
+    if ours:
+        path = tmp_path / "rgb.safetensors"
+        save_weights(rgb, path, rgb_config)
+    else:
+        path = tmp_path / "rgb.pdparams"
+        paddle.save(rgb.state_dict(), str(path))
+    model = build_model(_config(4), num_classes=3)
+    report = load_weights_into(model, _config(4), path, allow_class_change=True)
+    source = {k: v.numpy() for k, v in rgb.state_dict().items()}
+    mine = {k: v.numpy() for k, v in model.state_dict().items()}
+    assert report.adapted == ["backbone.conv1.weight"]
+    np.testing.assert_array_equal(mine["backbone.conv1.weight"], adapt_input_conv(source["backbone.conv1.weight"], 4))
+    assert mine["backbone.conv1.weight"].shape == (64, 4, 7, 7)
+    unchanged = [k for k in source if k.startswith("backbone.") and k != "backbone.conv1.weight"]
+    assert len(unchanged) > 50 and all(np.array_equal(mine[k], source[k]) for k in unchanged)
+    assert sorted(report.reinitialised) == ["decoder.classifier.bias", "decoder.classifier.weight"]
+    np.testing.assert_allclose(mine["mean"].ravel(), [100, 101, 102, 103])  # normalisation from the config
+    assert "adapted the RGB input conv to 4 bands (backbone.conv1.weight)" in capsys.readouterr().err
+
+
+def test_our_checkpoint_still_loads_strictly_outside_fine_tuning(tmp_path):
+    rgb_config = config_from_dict({"model": {"backbone": {"name": "resnet", "depth": 18},
+                                             "decoder": {"name": "fcn", "channels": 16}}})
+    path = tmp_path / "rgb.safetensors"
+    save_weights(build_model(rgb_config, num_classes=3), path, rgb_config)
+    with pytest.raises(SemsegError, match="shape"):
+        load_weights_into(build_model(_config(4), num_classes=3), _config(4), path)
 
 
 def test_the_model_normalises_each_band_and_runs(tmp_path):

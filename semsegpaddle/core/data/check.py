@@ -2,8 +2,9 @@
 
 Found per split: files that are missing or do not pair up, unreadable or truncated images and
 masks, masks of another size than their image, mask values outside the classes and the ignore
-index, JPEG masks (lossy), colour (RGB) masks read as ids, colours outside the palette; and the
-pixel count of each class. Each problem comes with its likely cause and, where one exists, the
+index, JPEG masks (lossy), colour (RGB) masks read as ids, colours outside the palette, images of
+another band count than ``model.in_channels`` (every band of TIFF images is read, 16-bit ones on
+the 0-255 scale); and the pixel count of each class. Each problem comes with its likely cause and, where one exists, the
 config line that fixes it (``dataset.label_map={255: 1}``, ``dataset.reduce_zero_label=true``,
 ``dataset.color_masks=true``, ...).
 
@@ -36,7 +37,7 @@ from semsegpaddle.core.config.loader import Config, load_config, merge_into, val
 from semsegpaddle.core.config.schema import SCHEMA
 from semsegpaddle.core.data.base import SegDataset
 from semsegpaddle.core.data.file_dataset import FileDataset, collect_pairing_problems
-from semsegpaddle.core.data.image_io import read_image
+from semsegpaddle.core.data.image_io import TIFF_EXTENSIONS, count_bands, read_bands, read_image
 from semsegpaddle.core.common.errors import SemsegError
 
 #: label values tallied exactly (16-bit masks); larger raw values are counted in one bin
@@ -51,6 +52,9 @@ REGION_SIDE = 7
 REGION_SEARCH_LIMIT = 64
 #: the config source recorded for a num_classes that check-data set only to be able to scan
 PROVISIONAL = "check-data (num_classes not set)"
+#: the config source recorded for model.mean / model.std that check-data set only to be able to
+#: scan images of model.in_channels ≠ 3 bands (the defaults are ImageNet's three RGB values)
+PROVISIONAL_STATISTICS = "check-data (model.mean/std not set for model.in_channels)"
 _LEVELS = np.arange(256, dtype=np.int64)
 
 
@@ -140,9 +144,10 @@ class SplitStats:
     crowded_masks: int = 0  # masks holding more than REGION_SEARCH_LIMIT values or colours
     jpeg_masks: int = 0
     images: int = 0
-    pixels: int = 0  # image pixels (per channel)
-    channel_sums: list[int] = field(default_factory=lambda: [0, 0, 0])
-    channel_squares: list[int] = field(default_factory=lambda: [0, 0, 0])
+    pixels: int = 0  # image pixels (per band)
+    #: per band: sums and sums of squares of the pixels (exact integers for 8-bit images)
+    channel_sums: list[float] = field(default_factory=list)
+    channel_squares: list[float] = field(default_factory=list)
 
     @property
     def thin_values(self) -> list[int]:
@@ -155,11 +160,11 @@ class SplitStats:
         return sorted(set(self.colours) - self.region_colours)
 
     def mean(self) -> list[float]:
-        """Per-channel (R, G, B) mean of the images' pixels, 0-255."""
+        """Per-band (R, G, B for RGB) mean of the images' pixels, 0-255 (16-bit bands scaled to it)."""
         return [s / self.pixels for s in self.channel_sums]
 
     def std(self) -> list[float]:
-        """Per-channel population standard deviation of the images' pixels, 0-255 (exact sums)."""
+        """Per-band population standard deviation of the images' pixels, on the scale of :meth:`mean`."""
         n = self.pixels
         return [math.sqrt(max(q * n - s * s, 0)) / n for s, q in zip(self.channel_sums, self.channel_squares)]
 
@@ -224,6 +229,12 @@ def load_check_config(name_or_path: str | None, overrides: Sequence[str] = ()) -
             named = section.get("class_names") or section.get("palette")
             count = len(named) if isinstance(named, list) and named else 1
             merge_into(config, {"dataset": {"num_classes": count}}, PROVISIONAL)
+    model = config.get("model")
+    bands = model.get("in_channels") if isinstance(model, dict) else None
+    if isinstance(bands, int) and not isinstance(bands, bool) and bands > 0 and bands != 3:
+        for key, value in (("mean", 0.0), ("std", 1.0)):
+            if key not in model:
+                merge_into(config, {"model": {key: [value] * bands}}, PROVISIONAL_STATISTICS)
     return validate_config(config)
 
 
@@ -241,6 +252,13 @@ def check_data(config: dict[str, Any], splits: Sequence[str] | None = None, prog
         if seen is not None:
             stats[split] = seen
         problems.extend(found)
+    if isinstance(config, Config) and config.source_of("model.mean") == PROVISIONAL_STATISTICS:
+        bands = config["model"]["in_channels"]
+        problems.append(Problem("config", "normalisation", f"model.mean and model.std are not set for "
+                                f"model.in_channels={bands} (their defaults are ImageNet's three RGB values)",
+                                cause="the model normalises each band with its own mean and std",
+                                fix=f"set {bands} means and {bands} stds (0-255 scale); --write-config FILE "
+                                    f"writes them from the '{section['train_split']}' split"))
     return DataReport(section["name"], reports, problems, stats, known)
 
 
@@ -257,6 +275,13 @@ def check_split(config: dict[str, Any], split: str, progress: bool = True, *, nu
                                   fix="see the message: set or correct the dataset option it names")], None
     problems = [Problem(split, "pairing", p.message, p.files, cause="files do not pair up", fix=p.fix)
                 for p in pairing]
+    bands = int(config.get("model", {}).get("in_channels", 3))
+    if isinstance(dataset, FileDataset):
+        dataset.in_channels = bands
+    elif bands != 3:
+        return None, problems + [Problem(split, "dataset", f"model.in_channels is {bands}: dataset "
+                                         f"'{config['dataset']['name']}' gives RGB images only",
+                                         fix="read N-band TIFFs with a file dataset such as folder")], None
     scan = _Scan(dataset, split, num_classes_known)
     bar = tqdm(range(len(dataset)), desc=f"check {split}", unit="img", disable=not progress, leave=False)
     for index in bar:
@@ -287,6 +312,8 @@ class _Scan:
         self.rgb: list[str] = []
         self.colours: list[tuple[str, str]] = []
         self.id_masks: list[str] = []  # class-id masks while the dataset expects colour masks
+        self.bands = int(getattr(dataset, "in_channels", 3))
+        self.other_bands: list[tuple[str, int]] = []  # images of another band count than model.in_channels
 
     # -- per sample -------------------------------------------------------------------------------
 
@@ -320,7 +347,7 @@ class _Scan:
             self.unreadable.append((where, _one_line(exc)))
             return None
         image, label = np.asarray(image), np.asarray(label)
-        if image.ndim == 3 and image.shape[-1] == 3 and np.issubdtype(image.dtype, np.integer):
+        if image.ndim == 3 and image.shape[-1] == self.bands and image.dtype in (np.uint8, np.float32):
             self._tally_image(image)
         if label.ndim != 2 or not np.issubdtype(label.dtype, np.integer):
             self.unreadable.append((where, f"label must be an integer H×W array, got {label.dtype} {label.shape}"))
@@ -337,9 +364,10 @@ class _Scan:
             return None
         image_shape: tuple[int, int] | None = None
         try:
-            image = read_image(image_path)
-            image_shape = image.shape[:2]
-            self._tally_image(image)
+            image = self._read_image(image_path)
+            if image is not None:
+                image_shape = image.shape[:2]
+                self._tally_image(image)
         except SemsegError as exc:
             self.unreadable.append((str(image_path), _reason(exc, image_path)))
         if label_path is None:
@@ -379,6 +407,20 @@ class _Scan:
             return None
         return image_shape, label, where  # type: ignore[return-value]
 
+    def _read_image(self, path: Path) -> np.ndarray | None:
+        """The image as training reads it; None (and noted) when it has another band count than
+        ``model.in_channels`` (a TIFF's count is read from its header when RGB is expected)."""
+        if self.bands == 3:
+            if path.suffix.lower() in TIFF_EXTENSIONS and (found := count_bands(path)) != 3:
+                self.other_bands.append((str(path), found))
+                return None
+            return read_image(path)
+        image = read_bands(path)
+        if image.shape[2] != self.bands:
+            self.other_bands.append((str(path), image.shape[2]))
+            return None
+        return image
+
     def _tally_raw(self, raw: np.ndarray) -> None:
         flat = raw.ravel()
         if flat.size == 0:
@@ -414,19 +456,26 @@ class _Scan:
             stats.region_colours.update(colours[i] for i in indices.tolist())
 
     def _tally_image(self, image: np.ndarray) -> None:
-        """Add the image's per-channel sums and sums of squares (exact integers)."""
-        self.stats.images += 1
-        self.stats.pixels += image.shape[0] * image.shape[1]
-        for channel in range(3):
-            values = image[..., channel].ravel()
+        """Add the image's per-band sums and sums of squares (exact integers for 8-bit images)."""
+        stats = self.stats
+        bands = image.shape[2]
+        if not stats.channel_sums:
+            stats.channel_sums, stats.channel_squares = [0] * bands, [0] * bands
+        stats.images += 1
+        stats.pixels += image.shape[0] * image.shape[1]
+        for band in range(bands):
+            values = image[..., band].ravel()
             if values.dtype == np.uint8:  # a histogram is ~4× faster than widening every pixel
                 counts = np.bincount(values, minlength=256)
                 total, squares = int(counts @ _LEVELS), int(counts @ _LEVELS ** 2)
-            else:
+            elif np.issubdtype(values.dtype, np.integer):
                 wide = values.astype(np.int64)
                 total, squares = int(wide.sum()), int(wide @ wide)
-            self.stats.channel_sums[channel] += total
-            self.stats.channel_squares[channel] += squares
+            else:  # float bands (16-bit files scaled to 0-255, float files): float64 sums
+                wide = values.astype(np.float64)
+                total, squares = float(wide.sum()), float(wide @ wide)
+            stats.channel_sums[band] += total
+            stats.channel_squares[band] += squares
 
     # -- results ----------------------------------------------------------------------------------
 
@@ -459,6 +508,8 @@ class _Scan:
                                  f"{self.unreadable[0][1]}", [w for w, _ in self.unreadable],
                                  cause="truncated or corrupt files (an interrupted download or copy), or not images",
                                  fix="copy the files again, or remove them (and their pair)"))
+        if self.other_bands:
+            found.append(self._bands_problem(split))
         if self.sizes:
             found.append(Problem(split, "size", f"{len(self.sizes)} mask(s) differ in size from their image "
                                  f"(first: {self.sizes[0][1]})", [w for w, _ in self.sizes],
@@ -486,6 +537,21 @@ class _Scan:
         if values is not None:
             found.append(values)
         return found
+
+    def _bands_problem(self, split: str) -> Problem:
+        """Images whose band count is not ``model.in_channels``."""
+        counts = sorted({count for _, count in self.other_bands})
+        first, found = self.other_bands[0]
+        message = (f"{len(self.other_bands)} image(s) have another band count than model.in_channels={self.bands} "
+                   f"(first: {first} has {found} band{'s' if found != 1 else ''})")
+        if len(counts) == 1 and not self.stats.images:  # every image agrees on another count
+            fix = (f"model.in_channels={counts[0]} with {counts[0]} values in model.mean and model.std "
+                   f"(--write-config FILE computes them)")
+        else:
+            fix = "convert those images to the band count of the others, or remove them (and their masks)"
+        return Problem(split, "bands", message, [w for w, _ in self.other_bands],
+                       cause="images with other bands (multispectral, RGB + near infrared, single-band rasters)",
+                       fix=fix)
 
     def _classes_problem(self, split: str) -> Problem:
         """num_classes is not set: the values (or colours) the masks hold are what it is inferred from."""

@@ -18,7 +18,8 @@ What is inferred:
   thin rims and are no palette colour -> ``ignore_colors``;
 - ``num_classes`` when the dataset needs it and it was not set, and placeholder ``class_names``
   when the dataset has none;
-- ``model.mean`` / ``model.std``: per channel over the training split's images (0-255).
+- ``model.mean`` / ``model.std``: per channel over the training split's images (0-255), one per band
+  of ``model.in_channels``.
 
 Not guessed: ids 0..k without an ignore value and no class count (is 0 a class or unlabelled?),
 ids with gaps, values far above the classes, masks smeared by JPEG or interpolation, more or
@@ -412,15 +413,17 @@ def _normalisation(train: Any, split: str, pretrained: str | None, out: Inferenc
     flat = [i for i, s in enumerate(std) if s <= 0]
     std = [1.0 if s <= 0 else s for s in std]
     where = f"the {train.images} '{split}' images ({train.pixels:,} pixels in all)"
-    if pretrained:
+    rgb = len(mean) == 3
+    if pretrained and rgb:  # N-band inputs have no pretrained statistics to keep: the data's own are used
         out.questions.append(Question(
             "model.mean", f"the model starts from pretrained weights ({pretrained}), which expect the "
             f"normalisation they were trained with; over {where}: mean {mean}, std {std}",
             (("normalise with this data's statistics", f"model.mean={flow(mean)} model.std={flow(std)}"),)))
         return
-    out.fixes.append(Fix("model.mean", mean, f"per-channel (R, G, B) mean over {where}, 0-255"))
-    constant = f"; channel(s) {flat} are constant: 1.0 there" if flat else ""
-    out.fixes.append(Fix("model.std", std, f"per-channel (R, G, B) standard deviation over {where}, 0-255{constant}"))
+    per = "per-channel (R, G, B)" if rgb else f"per-band ({len(mean)} bands; 16-bit bands on the 0-255 scale)"
+    out.fixes.append(Fix("model.mean", mean, f"{per} mean over {where}, 0-255"))
+    constant = f"; {'channel' if rgb else 'band'}(s) {flat} are constant: 1.0 there" if flat else ""
+    out.fixes.append(Fix("model.std", std, f"{per} standard deviation over {where}, 0-255{constant}"))
 
 
 def _counts(values: Mapping[int, int], keys: Sequence[int] | None = None) -> str:

@@ -24,6 +24,7 @@ from semsegpaddle.core.common.atomic import write_text_atomic
 from semsegpaddle.core.engine.run_folder import BEST, EVAL_LOG, TRAIN_LOG
 from semsegpaddle.core.common.errors import SemsegError
 from semsegpaddle.core.inference.metrics import ConfusionMatrix, Metrics, compute_metrics
+from semsegpaddle.core.inference.prediction import check_rgb_bands, overlay_picture
 from semsegpaddle.core.engine.report_html import Curve, ReportPage, Sample, render
 
 REPORT = "report.html"
@@ -56,6 +57,7 @@ def check_run_folder(run_dir: str | Path) -> Path:
 
 
 def report_run(run_dir: str | Path, overrides: Iterable[str] = (), *, worst: int = 8, rank_by: str = "miou",
+               rgb_bands: Sequence[int] | str | None = None,
                split: str | None = None) -> ReportResult:
     """Write ``RUN_DIR/report.html`` for the run's best checkpoint with the config stored in it
     (``overrides`` on top, e.g. ``dataset.root=...`` when the data moved)."""
@@ -63,16 +65,18 @@ def report_run(run_dir: str | Path, overrides: Iterable[str] = (), *, worst: int
 
     folder = check_run_folder(run_dir)
     config, weights = resolve_config(None, list(overrides), folder / BEST)
-    return write_report(config, folder, weights, worst=worst, rank_by=rank_by, split=split)
+    return write_report(config, folder, weights, worst=worst, rank_by=rank_by, split=split, rgb_bands=rgb_bands)
 
 
 def write_report(config: dict[str, Any], run_dir: str | Path, weights: str | Path | None = None, *, worst: int = 8,
                  rank_by: str = "miou", split: str | None = None, backend: str = "dynamic",
-                 model_dir: str | Path | None = None) -> ReportResult:
+                 model_dir: str | Path | None = None, rgb_bands: Sequence[int] | str | None = None) -> ReportResult:
     """Evaluate ``weights`` (default: the run's best checkpoint) or an export (``backend``
     ``paddle-inference`` with ``model_dir``) on the config's validation split (or ``split``) and
     write ``run_dir/report.html`` atomically; the curves come from the logs in ``run_dir`` (a note
-    says so when there are none)."""
+    says so when there are none). The input pictures of a model of ``model.in_channels`` ≠ 3 show
+    the 1-based ``rgb_bands`` (default: the first three, or band 1 as gray), stretched as
+    ``predict --overlay`` does."""
     from semsegpaddle.core.engine.restore import load_backend
     from semsegpaddle.core.data.datasets import create_dataset
     from semsegpaddle.core.engine.trainer import setup_runtime
@@ -82,6 +86,7 @@ def write_report(config: dict[str, Any], run_dir: str | Path, weights: str | Pat
         raise SemsegError(f"--worst: expected a number of images ≥ 0, got {worst}")
     if rank_by not in RANKINGS:
         raise SemsegError(f"--rank-by: expected one of {', '.join(RANKINGS)}, got {rank_by!r}")
+    shown_bands = check_rgb_bands(rgb_bands, config["model"]["in_channels"])
     run_dir = Path(run_dir)
     mode = InferenceMode.from_config(config)
     setup_runtime(config)
@@ -109,7 +114,7 @@ def write_report(config: dict[str, Any], run_dir: str | Path, weights: str | Pat
         class_names=names, per_class=saved["per_class"],
         palette=[tuple(int(c) for c in colour) for colour in palette[:len(names)]],
         confusion=normalised_rows(matrix), confusion_columns=names + (["none"] if matrix.missed.any() else []),
-        worst=[_sample(s, palette, dataset.ignore_index) for s in samples],
+        worst=[_sample(s, palette, dataset.ignore_index, shown_bands) for s in samples],
         worst_rule=("Ranked by per-image mIoU (lowest first), ties by pixel error." if rank_by == "miou"
                     else "Ranked by the fraction of labelled pixels predicted wrong (highest first)."))
     page.train_curves, page.curve_notes = log_curves(run_dir, names)
@@ -271,12 +276,15 @@ def encode_png(rgb: np.ndarray, size: tuple[int, int], nearest: bool) -> bytes:
     return data.tobytes()
 
 
-def _sample(scored: Scored, palette: np.ndarray, ignore_index: int) -> Sample:
+def _sample(scored: Scored, palette: np.ndarray, ignore_index: int, rgb_bands: Sequence[int] = (1, 2, 3)) -> Sample:
     size, shown = picture_sizes(*scored.image.shape[:2])
-    panels = [("input", encode_png(scored.image, size, nearest=False)),
+    picture = overlay_picture(scored.image, rgb_bands)  # RGB images as they are
+    named = "input" if scored.image.shape[2] == 3 and tuple(rgb_bands) == (1, 2, 3) else \
+        f"input (bands {','.join(map(str, rgb_bands))})"
+    panels = [(named, encode_png(picture, size, nearest=False)),
               ("ground truth", encode_png(colour_mask(scored.label, palette, ignore_index), size, nearest=True)),
               ("prediction", encode_png(colour_mask(scored.prediction, palette, -1), size, nearest=True)),
-              ("errors", encode_png(error_map(scored.image, scored.prediction, scored.label, ignore_index), size,
+              ("errors", encode_png(error_map(picture, scored.prediction, scored.label, ignore_index), size,
                                     nearest=True))]
     return Sample(scored.name, scored.miou, scored.pixel_error, panels, shown)
 

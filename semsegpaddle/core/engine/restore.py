@@ -112,18 +112,24 @@ def load_weights_into(model: Any, config: dict[str, Any], weights: str | Path, *
                       allow_class_change: bool = False) -> Any:
     """Load ``weights`` (ours, a foreign model's, or a URL of one) into ``model``; a foreign file is
     imported through its components' declared names and a one-line summary printed to stderr.
-    Returns the import report (None for our own checkpoints, loaded strictly)."""
+
+    With ``allow_class_change`` (fine-tuning from ``model.pretrained``) our own checkpoints are
+    imported the same way, so the classifier of another class count is re-initialised and an RGB
+    model's input conv is adapted to ``model.in_channels``; otherwise they load strictly.
+    Returns the import report (None for our own checkpoints loaded strictly)."""
     import sys
 
-    from semsegpaddle.core.engine.checkpoint import load_weights
+    from semsegpaddle.core.engine.checkpoint import load_weights, model_tensors
     from semsegpaddle.core.model.model_import import import_weights
     from semsegpaddle.core.model.weight_files import read_weights
 
     path = resolve_weights(config, weights)
-    if _our_metadata(path):
+    ours = _our_metadata(path)
+    if ours and not allow_class_change:
         load_weights(model, path)  # strict, NaN/Inf refused
         return None
-    report = import_weights(model, read_weights(path), config, origin=str(path), allow_class_change=allow_class_change)
+    state = model_tensors(path) if ours else read_weights(path)
+    report = import_weights(model, state, config, origin=str(path), allow_class_change=allow_class_change)
     print(report.summary(), file=sys.stderr)
     return report
 

@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from semsegpaddle.core.common.errors import SemsegError
-from semsegpaddle.core.model.weights import load_into, torch_to_paddle_names
+from semsegpaddle.core.model.weights import RGB_BANDS, adapt_input_conv, load_into, torch_to_paddle_names
 from semsegpaddle.core.plugin.build import component_options
 from semsegpaddle.core.plugin.manager import get_registry
 
@@ -31,11 +31,15 @@ class ImportReport:
     source: str  # the format that matched ("native" for our own names)
     loaded: list[str] = field(default_factory=list)
     reinitialised: list[str] = field(default_factory=list)  # classifier tensors of another class count
+    adapted: list[str] = field(default_factory=list)  # RGB input kernels made to take model.in_channels bands
     unused: list[str] = field(default_factory=list)  # source tensors nothing consumed
+    bands: int = RGB_BANDS  # the model's input bands
 
     def summary(self) -> str:
         """One line: format, tensors loaded, re-initialised and left unused (first few named)."""
         parts = [f"{self.source} weights: loaded {len(self.loaded)} tensors"]
+        if self.adapted:
+            parts.append(f"adapted the RGB input conv to {self.bands} bands ({', '.join(self.adapted)})")
         if self.reinitialised:
             parts.append(f"re-initialised {len(self.reinitialised)} of another class count "
                          f"({', '.join(self.reinitialised[:4])}): fine-tune them")
@@ -91,6 +95,14 @@ def detect_source(config: dict[str, Any], state: Mapping[str, np.ndarray], own: 
     return source, mapping
 
 
+def _is_input_conv(name: str, own_shape: tuple[int, ...], source_shape: tuple[int, ...], bands: int) -> bool:
+    """A backbone's RGB input kernel where the model takes ``bands`` ≠ 3: the same O×·×kh×kw shape
+    but for the input axis."""
+    return (bands != RGB_BANDS and name.startswith(PREFIXES["backbone"]) and len(own_shape) == 4
+            and len(source_shape) == 4 and source_shape[1] == RGB_BANDS and own_shape[1] == bands
+            and own_shape[0] == source_shape[0] and own_shape[2:] == source_shape[2:])
+
+
 def _is_class_axis(own_shape: tuple[int, ...], source_shape: tuple[int, ...], num_classes: int) -> bool:
     """A classifier tensor: same shape but for the first axis, which is the model's class count."""
     return (len(own_shape) == len(source_shape) and own_shape[0] == num_classes
@@ -103,13 +115,15 @@ def import_weights(model: Any, state: Mapping[str, np.ndarray], config: dict[str
 
     Every model tensor must be filled with its own shape, except the classifier's when the source
     has another number of classes and ``allow_class_change``: those keep their fresh initialisation
-    and are listed in the report. Source tensors no model tensor took are reported, not fatal.
+    and are listed in the report. A model built for ``model.in_channels`` ≠ 3 takes the source's RGB
+    input conv adapted to its bands (:func:`~semsegpaddle.core.model.weights.adapt_input_conv`, as
+    timm does). Source tensors no model tensor took are reported, not fatal.
     """
     state = torch_to_paddle_names(state) if any(k.endswith(("running_mean", "running_var")) for k in state) else dict(state)
     # the model's own buffers (the input normalisation) come from the config, not from weights
     own = {k: v for k, v in model.state_dict().items() if k.startswith((*PREFIXES.values(), AUX_HEAD))}
     source, mapping = detect_source(config, state, own)
-    report = ImportReport(source)
+    report = ImportReport(source, bands=int(getattr(model, "in_channels", RGB_BANDS)))
     usable: dict[str, np.ndarray] = {}
     missing, mismatched = [], []
     for name, tensor in own.items():
@@ -120,6 +134,10 @@ def import_weights(model: Any, state: Mapping[str, np.ndarray], config: dict[str
         want, have = tuple(tensor.shape), tuple(np.shape(state[key]))
         if want == have:
             usable[name] = state[key]
+            report.loaded.append(name)
+        elif _is_input_conv(name, want, have, report.bands):
+            usable[name] = adapt_input_conv(state[key], report.bands)
+            report.adapted.append(name)
             report.loaded.append(name)
         elif allow_class_change and _is_class_axis(want, have, getattr(model, "num_classes", -1)):
             report.reinitialised.append(name)
