@@ -17,7 +17,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["semsegpaddle", "semsegpaddle.*"]),
-    package_data={"semsegpaddle": ["plugins/configs/*.yaml"]},
+    package_data={"semsegpaddle": ["plugins/configs/*.yaml", "core/serve/index.html"]},
     install_requires=[
         "pluggy>=1.3",
         "click>=8.1",
@@ -32,11 +32,15 @@ setup(
     extras_require={
         "cpu": ["paddlepaddle>=3.0"],
         "gpu": ["paddlepaddle-gpu>=3.0"],
-        "onnx": ["paddle2onnx>=2.0", "onnxruntime>=1.17"],
+        # ml_dtypes: onnxruntime.quantization imports it (semseg export --int8)
+        "onnx": ["paddle2onnx>=2.0", "onnxruntime>=1.17", "ml_dtypes>=0.4"],
         "visualdl": ["visualdl>=2.5"],
+        "tensorboard": ["tensorboardX>=2.6"],
+        "mlflow": ["mlflow-skinny>=2.10"],
         "serve": ["starlette>=0.37", "uvicorn>=0.30", "python-multipart>=0.0.9"],
         "test": ["pytest>=7", "paddlepaddle>=3.0", "setuptools>=70", "wheel", "paddle2onnx>=2.0", "onnxruntime>=1.17",
-                 "cityscapesscripts>=2.2", "visualdl>=2.5", "playwright>=1.40", "import-linter>=2.0",
+                 "ml_dtypes>=0.4", "cityscapesscripts>=2.2", "visualdl>=2.5", "playwright>=1.40", "import-linter>=2.0",
+                 "tensorboardX>=2.6", "mlflow-skinny>=2.10",
                  "mkdocs-material>=9.5", "mkdocs-click>=0.8",
                  "starlette>=0.37", "uvicorn>=0.30", "python-multipart>=0.0.9", "httpx>=0.27"],
         # PaddleSeg 2.8 itself is installed with --no-deps (its pinned opencv-python needs numpy 1);
@@ -63,6 +67,7 @@ setup(
             "cityscapes = semsegpaddle.plugins.datasets.cityscapes",
             "pascal_context = semsegpaddle.plugins.datasets.pascal_context",
             "losses = semsegpaddle.plugins.losses.standard",
+            "loggers = semsegpaddle.plugins.loggers.standard",
             "configs = semsegpaddle.plugins.configs",
         ],
     },

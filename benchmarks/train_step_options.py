@@ -26,6 +26,8 @@ for a ``--size`` input, batch ``--batch``:
 
 Model level (one training step of DeepLabv3 on ResNet-50-v1d OS8, 19 classes, forward, cross-entropy,
 backward, SGD-momentum step, gradients cleared): ``hostsync`` (``float(loss)`` every step vs never),
+``compiled`` (the forward as one static program, ``train.compile: on``, vs the dynamic forward; both
+models built from the same seed, their losses compared),
 ``mkl`` in workers, and each op-level winner (geometric-mean speed-up ≥ ``--win``) that can be
 applied to the model (matmul1x1, numpy1x1: every 1×1 stride-1 Conv2D patched in this script, not in
 the package).
@@ -58,7 +60,7 @@ from typing import Any
 import numpy as np
 
 CLASSES, IGNORE = 19, 255
-ALL = ("onednn", "threads", "mkl", "matmul1x1", "numpy1x1", "nhwc", "relu_", "hostsync")
+ALL = ("onednn", "threads", "mkl", "matmul1x1", "numpy1x1", "nhwc", "relu_", "hostsync", "compiled")
 RESULT = "@@RESULT "  # prefix of a worker's answer line (Paddle may print other lines)
 
 
@@ -314,10 +316,11 @@ def model_config() -> Any:
 class ModelBench:
     """Our model, loss and optimizer (the engine's builders) with one fixed random batch."""
 
-    def __init__(self, size: int, batch: int, seed: int = 0) -> None:
+    def __init__(self, size: int, batch: int, seed: int = 0, compiled: bool = False) -> None:
         import paddle
 
         import semsegpaddle as ss
+        from semsegpaddle.core.engine.compiled import CompilePlan, training_forward
         from semsegpaddle.core.engine.optim import build_optimizer
         from semsegpaddle.core.model.losses import create_loss
 
@@ -325,6 +328,7 @@ class ModelBench:
         paddle.seed(seed)
         self.model = ss.create_model(config, num_classes=CLASSES)
         self.model.train()
+        self.forward = training_forward(self.model, CompilePlan(compiled, "benchmark"))
         self.optimizer, _ = build_optimizer(self.model, config)
         self.criterion = create_loss(config, self.model, IGNORE)
         rng = np.random.default_rng(seed)
@@ -332,11 +336,16 @@ class ModelBench:
         self.y = paddle.to_tensor(rng.integers(0, CLASSES, (batch, size, size)).astype(np.int64))
         self.macs = conv_macs(self.model, size) * batch
         self.last_loss = float("nan")
+        self.steps = 0
 
     def run(self, sync: bool = True) -> float:
         """Seconds of one training step; ``sync`` reads the loss on the host (as the engine does)."""
+        import paddle
+
+        paddle.seed(self.steps)  # the same dropout masks in both benches of an A/B pair
+        self.steps += 1
         tic = time.perf_counter()
-        loss, _ = self.criterion(self.model(self.x), self.y)
+        loss, _ = self.criterion(self.forward(self.x), self.y)
         loss.backward()
         self.optimizer.step()
         self.optimizer.clear_grad()
@@ -744,6 +753,15 @@ def run_in_process_model(report: Report, args: argparse.Namespace, winners: list
         ta, tb = ab(lambda: bench.run(sync=True), lambda: bench.run(sync=False), 0, args.model_steps)
         report.add(Row("hostsync", case, "float(loss)", "no sync", ta, tb, flops))
         report.sgemm.sample(1, args.settle)
+    if "compiled" in args.only:
+        other = ModelBench(args.size, args.batch, compiled=True)
+        for _ in range(args.model_warmup):
+            other.run()
+        ta, tb = ab(bench.run, other.run, 0, args.model_steps)
+        same = "same losses" if bench.last_loss == other.last_loss else \
+            f"losses differ: {bench.last_loss} vs {other.last_loss}"
+        report.add(Row("compiled", case, "dynamic", "to_static", ta, tb, flops, same))
+        report.sgemm.sample(1, args.settle)
     for mode in [w for w in winners if w in ("matmul1x1", "numpy1x1")]:
         count = patch_1x1(bench.model)
 
@@ -840,7 +858,8 @@ def main() -> None:
                            ("relu", "relu_"))
     if "mkl" in args.only:
         run_mkl(report, shapes, args)
-    if "model" in args.levels and ("hostsync" in args.only or set(winners) & {"matmul1x1", "numpy1x1"}):
+    if "model" in args.levels and ("hostsync" in args.only or "compiled" in args.only
+                                   or set(winners) & {"matmul1x1", "numpy1x1"}):
         run_in_process_model(report, args, winners)
     sgemm.sample(3, args.settle)
     print(f"\nnumpy sgemm {args.sgemm_n}³ over the run: median {sgemm.rate:.0f} GFLOP/s "

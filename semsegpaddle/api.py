@@ -11,6 +11,7 @@ called, so commands such as ``semseg list`` and ``semseg config`` stay fast.
 from __future__ import annotations
 
 import importlib
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
@@ -28,7 +29,7 @@ __all__ = ["SemsegError", "BackendOptionError", "TrainingStopped", "load_config"
            "launch_training", "evaluate", "predict", "load_model", "load_backend", "check_backend_options",
            "resolve_config", "checkpoint_labels", "default_weights", "export", "score_predictions",
            "score_prediction_folder", "write_metrics", "write_json", "write_report", "report_run",
-           "convert_weights", "convert_model_weights", "is_backbone", "is_url"]
+           "convert_weights", "convert_model_weights", "is_backbone", "is_url", "serve"]
 
 #: public names defined in the core, served on first access (each a light import or a paddle one)
 _FORWARDED = {
@@ -146,6 +147,32 @@ def predict(config: dict[str, Any], inputs: Sequence[str | Path], output_dir: st
                          mode=mode, alpha=alpha, submission=submission, rgb_bands=rgb_bands)
 
 
+def serve(config: dict[str, Any], weights: str | Path | None = None, *, backend: str = "dynamic",
+          model_dir: str | Path | None = None, config_name: str = "", **options: Any) -> None:
+    """Serve the model over HTTP until SIGTERM (``semseg serve``; see docs/serving.md): the
+    checkpoint ``weights`` (``backend`` ``dynamic``) or the export folder ``model_dir`` (another
+    backend), loaded once per worker as :func:`predict` loads it, in the config's inference mode.
+
+    ``options`` are :class:`semsegpaddle.core.serve.options.ServeOptions` fields (``host``,
+    ``port``, ``workers``, ``max_batch``, ``max_wait_ms``, ``max_queue``, ``max_image_pixels``,
+    ``max_body_bytes``, ``token_file``, ``read_timeout``, ``shutdown_timeout``, ...); returns after
+    a graceful shutdown. Without the ``serve`` extra installed, a one-line SemsegError says how to
+    install it.
+    """
+    import importlib.util
+
+    found = {name: importlib.util.find_spec(name) is not None for name in ("starlette", "uvicorn", "python_multipart",
+                                                                          "multipart")}
+    missing = [name for name in ("starlette", "uvicorn") if not found[name]]
+    missing += [] if found["python_multipart"] or found["multipart"] else ["python-multipart"]
+    if missing:
+        raise SemsegError(f"semseg serve needs {', '.join(missing)}: pip install 'semsegpaddle[serve]'")
+    from semsegpaddle.core.serve.options import ServeOptions
+    from semsegpaddle.core.serve.service import serve as run
+
+    run(config, weights, ServeOptions(**options), backend=backend, model_dir=model_dir, config_name=config_name)
+
+
 def score_predictions(config: dict[str, Any], predictions: str | Path, split: str | None = None,
                       encoding: str = "auto") -> Metrics:
     """Metrics of prediction PNGs made by any tool (the folder ``predictions``) against the labels
@@ -158,22 +185,40 @@ def score_predictions(config: dict[str, Any], predictions: str | Path, split: st
 
 
 def export(config: dict[str, Any], output_dir: str | Path, weights: str | Path | None = None, onnx: bool = False,
-           verbose: bool = False):
+           verbose: bool = False, *, int8: bool = False, calib_images: int | None = None,
+           calib_split: str | None = None, calib_method: str | None = None, int8_floor: float | None = None,
+           force_int8: bool = False):
     """Export the checkpoint for Paddle Inference (and ONNX), any input size, verified at two sizes.
 
+    With ``int8`` (implies ``onnx``) also an int8 ONNX model for the onnxruntime backend,
+    calibrated on ``calib_images`` images of ``calib_split`` (default: 32 of the training split)
+    with ``calib_method`` (default minmax) and written only when its masks agree with the float32
+    model's on at least ``int8_floor`` (default 0.98) of the held-back validation pixels, unless
+    ``force_int8`` (see :mod:`semsegpaddle.core.inference.quantize`).
     Paddle's and paddle2onnx's console output is dropped unless ``verbose``.
     """
     import numpy as np
 
     from semsegpaddle.core.engine.restore import checkpoint_labels, load_model
     from semsegpaddle.core.engine.trainer import setup_runtime
+    from semsegpaddle.core.inference import quantize
     from semsegpaddle.core.inference.export import export_model
 
+    settings = None
+    if int8:
+        quantize.check_int8_options(quantize.DEFAULT_CALIB_IMAGES if calib_images is None else calib_images,
+                                    quantize.DEFAULT_FLOOR if int8_floor is None else int8_floor,
+                                    calib_method or quantize.DEFAULT_METHOD)
     setup_runtime(config)
     labels = checkpoint_labels(config, weights)
     model = load_model(config, weights, labels["num_classes"])
+    if int8:
+        settings = quantize.int8_settings(
+            config, quantize.DEFAULT_CALIB_IMAGES if calib_images is None else calib_images, calib_split,
+            calib_method or quantize.DEFAULT_METHOD, quantize.DEFAULT_FLOOR if int8_floor is None else int8_floor,
+            force_int8)
     return export_model(model, output_dir, labels["class_names"], np.asarray(labels["palette"]), onnx=onnx,
-                        verbose=verbose)
+                        verbose=verbose, int8=settings)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -280,15 +325,17 @@ def launch_training(config: dict[str, Any], worker_args: Sequence[str], *, nproc
                     nnodes: int | None = None, master: str | None = None, node_rank: int | None = None,
                     log_dir: str | None = None, resume: bool = False, overwrite: bool = False,
                     debug: bool = False) -> None:
-    """Check what can be checked here, then replace this process by Paddle's launcher running
-    ``semseg train WORKER_ARGS`` in each process (does not return)."""
-    from semsegpaddle.core.engine.launch import LaunchPlan, check_plan, hand_over, launcher_command
+    """Check what can be checked here, then run Paddle's launcher running ``semseg train
+    WORKER_ARGS`` in each process, under a supervisor that ends the job when one process fails and
+    names it in one line; exits with the job's code (does not return)."""
+    from semsegpaddle.core.engine.launch import LaunchPlan, check_plan, launcher_command, run_supervised
     from semsegpaddle.core.engine.run_folder import RunFolder
 
     plan = LaunchPlan(nproc or 1, nnodes or 1, master, node_rank, log_dir)
     check_plan(plan)
     RunFolder(config["runtime"]["output_dir"]).check_start(resume, overwrite)
-    hand_over(launcher_command(plan, list(worker_args), config["runtime"]["output_dir"], debug=debug))
+    command = launcher_command(plan, list(worker_args), config["runtime"]["output_dir"], debug=debug)
+    sys.exit(run_supervised(command, plan, config["runtime"]["output_dir"]))
 
 
 def score_prediction_folder(config: dict[str, Any], predictions: str | Path, split: str | None = None,

@@ -13,7 +13,7 @@ import click
 from semsegpaddle import __version__, api
 from semsegpaddle.api import SemsegError
 
-KIND_CHOICES = ["backbone", "decoder", "dataset", "loss"]
+KIND_CHOICES = ["backbone", "decoder", "dataset", "loss", "logger"]
 #: `semseg list config` lists the packaged configs (trained models with their published mIoU)
 LIST_CHOICES = [*KIND_CHOICES, "config"]
 #: exceptions whose message is the whole story for the user: one line, exit 1, no traceback
@@ -78,7 +78,7 @@ def _print_plugin_tracebacks() -> None:
 @click.option("--pattern", default="*", show_default=True, help="Only names matching this glob.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_command(kind: str | None, pattern: str, as_json: bool) -> None:
-    """List available backbones, decoders, datasets and losses, the plugin that gave each, and their
+    """List available backbones, decoders, datasets, losses and loggers, the plugin that gave each, and their
     options; `semseg list config`: the packaged configs, trained zoo models with their published mIoU."""
     if kind == "config":
         entries = [e for e in api.packaged_configs() if fnmatch.fnmatch(e["name"], pattern)]
@@ -290,12 +290,13 @@ def _inference_options(command: Any) -> Any:
         click.option("--scales", callback=_scales_option, default=None, metavar="S1,S2,...",
                      help="Override eval.scales: image scales whose probabilities are averaged."),
         click.option("--flip/--no-flip", default=None, help="Override eval.flip: also segment the mirrored image."),
-        click.option("--backend", type=click.Choice(["dynamic", "paddle-inference"]), default="dynamic",
-                     show_default=True, help="dynamic: the checkpoint in Paddle; paddle-inference: an export "
-                     "folder (--model-dir) in Paddle Inference, oneDNN on CPU."),
+        click.option("--backend", type=click.Choice(["dynamic", "paddle-inference", "onnxruntime"]),
+                     default="dynamic", show_default=True, help="dynamic: the checkpoint in Paddle; "
+                     "paddle-inference: an export folder (--model-dir) in Paddle Inference, oneDNN on CPU; "
+                     "onnxruntime: its model.onnx (model_int8.onnx for an --int8 export) in onnxruntime."),
         click.option("--model-dir", type=click.Path(file_okay=False), default=None,
-                     help="Export folder (semseg export --output) for --backend paddle-inference; class names "
-                     "and palette come from its export_info.json."),
+                     help="Export folder (semseg export --output) for --backend paddle-inference or onnxruntime; "
+                     "class names and palette come from its export_info.json."),
         click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=None,
                      help="Override eval.precision: bf16 runs --backend paddle-inference in oneDNN's bfloat16 "
                      "kernels (CPUs with AVX512_BF16)."),
@@ -466,12 +467,71 @@ def predict(images: tuple[str, ...], config_args: tuple[str, ...], weights: str 
     args = [*config_args, *_inference_overrides(mode, crop_size, stride, scales, flip, precision)]
     look = {"overlay": overlay or alpha is not None or rgb_bands is not None,
             "alpha": 0.5 if alpha is None else alpha, "format": output_format, "rgb_bands": rgb_bands}
-    if backend == "paddle-inference":
+    if backend != "dynamic":
         written = api.predict(_load(args), images, output_dir, backend=backend, model_dir=model_dir, **look)
     else:
         config, weights_path = _load_for_checkpoint(args, weights)
         written = api.predict(config, images, output_dir, weights_path, **look)
     click.echo(f"wrote {len(written)} masks to {output_dir}")
+
+
+@cli.command()
+@click.argument("args", nargs=-1)
+@click.option("--weights", default=None,
+              help="Checkpoint (.safetensors) to serve with --backend dynamic. Default: model_best.safetensors of "
+              "runtime.output_dir.")
+@click.option("--backend", default="dynamic", show_default=True,
+              help="dynamic: the checkpoint in Paddle; paddle-inference or onnxruntime: the export folder --model-dir.")
+@click.option("--model-dir", type=click.Path(file_okay=False), default=None,
+              help="Export folder (semseg export --output) for an export backend.")
+@click.option("--host", default=None, help="Address to bind (default 127.0.0.1: this machine only).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, help="Port (default 8000).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Processes sharing the port, each loading the model once (default 1).")
+@click.option("--max-batch", type=click.IntRange(min=1), default=None,
+              help="Most same-size images run as one batch (default 8; 1 turns batching off).")
+@click.option("--max-wait-ms", type=click.FloatRange(min=0), default=None,
+              help="How long a batch waits for more images after its first (default 10).")
+@click.option("--max-queue", type=click.IntRange(min=1), default=None,
+              help="Prediction requests admitted at once; more get 503 with Retry-After (default 64).")
+@click.option("--max-image-pixels", type=click.IntRange(min=1), default=None,
+              help="Largest image (width × height) accepted; larger gets 413 (default 25000000).")
+@click.option("--max-body-bytes", type=click.IntRange(min=1), default=None,
+              help="Largest request body; larger gets 413 (default 33554432, 32 MiB).")
+@click.option("--token-file", type=click.Path(dir_okay=False), default=None,
+              help="File holding a bearer token: every endpoint but /healthz and the page then needs "
+              "'Authorization: Bearer <token>'.")
+@click.option("--read-timeout", type=click.FloatRange(min=0.1), default=None,
+              help="Seconds a client has to send a request's headers, and then its body (default 30).")
+@click.option("--shutdown-timeout", type=click.FloatRange(min=0), default=None,
+              help="Seconds SIGTERM waits for in-flight requests (default 30).")
+@click.option("--threads", type=int, default=None, help="CPU threads per worker (default: every core).")
+def serve(args: tuple[str, ...], weights: str | None, backend: str, model_dir: str | None, threads: int | None,
+          **options: Any) -> None:
+    """Serve a model over HTTP: [CONFIG] [key=value ...]; see docs/serving.md.
+
+    POST /predict takes an image (raw body or multipart field 'image') and answers a palette PNG
+    mask (default), an overlay (?format=overlay) or JSON class counts (?format=json), the same
+    masks as `semseg predict`. GET / is a web page; /healthz, /readyz, /v1/model and /metrics
+    (Prometheus) describe the server. SIGTERM drains in-flight requests and exits 0.
+
+    \b
+    Example: serve a trained run, then call it:
+      semseg serve --weights runs/x/model_best.safetensors
+      curl -F image=@photo.jpg http://127.0.0.1:8000/predict -o mask.png
+    """
+    _check_backend_options(backend, model_dir, weights)
+    given = {key: value for key, value in options.items() if value is not None}
+    extra = [f"runtime.threads={threads}"] if threads is not None else []
+    config_name, _ = split_config_args(args)
+    if backend != "dynamic":
+        config = _load([*args, *extra])
+        api.serve(config, backend=backend, model_dir=model_dir, config_name=config_name or Path(model_dir).name,
+                  **given)
+        return
+    config, weights_path = _load_for_checkpoint([*args, *extra], weights)
+    api.serve(config, weights_path, config_name=config_name or f"{Path(str(weights_path)).name} (stored config)",
+              **given)
 
 
 @cli.command()
@@ -483,18 +543,48 @@ def predict(images: tuple[str, ...], config_args: tuple[str, ...], weights: str 
 @click.option("--output", "output_dir", type=click.Path(file_okay=False), required=True,
               help="Folder for model.json, model.pdiparams and export_info.json.")
 @click.option("--onnx", is_flag=True, help="Also write model.onnx (needs semsegpaddle[onnx]) and check it.")
-def export(args: tuple[str, ...], weights: str | None, output_dir: str, onnx: bool) -> None:
+@click.option("--int8", is_flag=True, help="Also write model_int8.onnx, quantized for --backend onnxruntime "
+              "(implies --onnx), and refuse it if its masks disagree with float32's (see --int8-floor).")
+@click.option("--calib-images", type=click.IntRange(min=1), default=None,
+              help="With --int8: images calibrated on (default 32).")
+@click.option("--calib-split", default=None, help="With --int8: dataset split of the calibration images "
+              "(default dataset.train_split); the check uses dataset.val_split images that were not calibrated on.")
+@click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default=None,
+              help="With --int8: how activation ranges are chosen (default minmax).")
+@click.option("--int8-floor", type=click.FloatRange(0.0, 1.0), default=None,
+              help="With --int8: least share of held-back pixels whose class must agree with float32 (default 0.98).")
+@click.option("--force-int8", is_flag=True, help="With --int8: write the int8 model even below the floor.")
+def export(args: tuple[str, ...], weights: str | None, output_dir: str, onnx: bool, int8: bool,
+           calib_images: int | None, calib_split: str | None, calib_method: str | None, int8_floor: float | None,
+           force_int8: bool) -> None:
     """Export for Paddle Inference: [CONFIG] [key=value ...]; any input size, verified at two sizes.
 
     Without CONFIG, the model, class names and palette come from the checkpoint alone (key=value
     overrides apply on top of its stored config). Paddle's and paddle2onnx's own console output
     is shown only with --debug; nothing is installed at run time.
+
+    --int8 also writes an int8 model for --backend onnxruntime, calibrated on images of the
+    config's dataset, and scores it against the float32 model on held-back validation images:
+    below --int8-floor agreement nothing is written (exit 1) unless --force-int8.
     """
+    int8_options = {"--calib-images": calib_images, "--calib-split": calib_split, "--calib-method": calib_method,
+                    "--int8-floor": int8_floor, "--force-int8": force_int8 or None}
+    given = [name for name, value in int8_options.items() if value is not None]
+    if given and not int8:
+        raise click.UsageError(f"{', '.join(given)} only apply with --int8; add --int8 or drop them")
     config, weights_path = _load_for_checkpoint(args, weights)
-    report = api.export(config, output_dir, weights_path, onnx=onnx, verbose=_debug())
+    report = api.export(config, output_dir, weights_path, onnx=onnx, verbose=_debug(), int8=int8,
+                        calib_images=calib_images, calib_split=calib_split, calib_method=calib_method,
+                        int8_floor=int8_floor, force_int8=force_int8)
     checks = ", ".join(f"{size}: {error:.2g}" for size, error in report.max_abs_error.items())
     click.echo(f"exported to {report.output_dir} (max |exported - model| {checks}; "
                f"largest |logit| {report.max_abs_logit:.3g})")
+    if report.int8 is not None:
+        figures = report.int8
+        forced = " (below the floor: written with --force-int8)" if figures["forced"] else ""
+        click.echo(f"int8 model {figures['file']}: agrees with float32 on {figures['pixel_agreement']:.2%} of "
+                   f"{figures['held_back_pixels']} pixels of {figures['held_back_images']} held-back images, "
+                   f"mIoU vs float32 {figures['miou_vs_fp32']:.2%} (floor {figures['floor']:.2%}){forced}")
 
 
 @cli.command()

@@ -18,12 +18,12 @@ from semsegpaddle.api import train
 from semsegpaddle.core.config.loader import config_from_dict
 from semsegpaddle.core.data import class_stats
 from semsegpaddle.core.data.class_balance import class_weights, rare_class_probabilities
-from semsegpaddle.core.engine import trainer as engine
 from semsegpaddle.core.engine.checkpoint import read_metadata
 from semsegpaddle.core.engine.class_balance import ClassBalanceWarning
 
 from tests.helpers.cli import plugin_env, semseg
 from tests.helpers.tiny import TINY_CONFIG, TwoSquares
+from tests.helpers.training import train_until
 
 
 def tiny(tmp_path, loss=None, dataset=None, **train_options):
@@ -44,22 +44,6 @@ def hand_counts(count: int = 8) -> np.ndarray:
         label = dataset[index][1]
         rows.append([int((label == c).sum()) for c in range(3)])
     return np.array(rows)
-
-
-def train_until(config, stop_step, resume=False):
-    """Train ``config``'s schedule but stop after ``stop_step`` steps, as a killed process would."""
-    original = engine.train_loader
-
-    def truncated(dataset, cfg, start, rank=0, world_size=1, **options):
-        loader = original(dataset, cfg, start, rank, world_size, **options)
-        for _, batch in zip(range(start, stop_step), loader):
-            yield batch
-
-    engine.train_loader = truncated
-    try:
-        return train(config, resume=resume)
-    finally:
-        engine.train_loader = original
 
 
 def test_auto_weights_reach_the_loss_the_run_folder_and_the_checkpoint(tmp_path, tiny_plugins, capsys):

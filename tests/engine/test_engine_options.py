@@ -377,7 +377,7 @@ def test_versions_json_records_paddle_the_package_and_every_plugin_per_session(t
 
 
 def test_visualdl_scalars_read_back_with_visualdl_and_survive_a_resume(tmp_path, plugins):
-    from semsegpaddle.core.engine.scalar_log import read_scalars, record_files
+    from semsegpaddle.plugins.loggers.visualdl_impl import read_scalars, record_files
     from tests.engine.test_run_folder import train_until
 
     out = tmp_path / "run"

@@ -62,9 +62,9 @@ def test_sigkill_at_random_moments_then_resume_gives_bitwise_the_same_run(plugin
             kills += 1
         _, stderr = process.communicate(timeout=60)
         assert process.returncode in (0, -signal.SIGKILL), stderr[-3000:]
-        if process.returncode == 0 or kills >= 24:
+        if process.returncode == 0 or kills >= 12:
             break
-    assert kills >= 20, f"only {kills} kills landed before the run finished"
+    assert kills >= 10, f"only {kills} kills landed before the run finished"
 
     finish = semseg(plugin_site, "train", *ARGS, f"runtime.output_dir={out}", "--resume", timeout=600)
     assert finish.returncode == 0, finish.stderr[-3000:]

@@ -7,12 +7,15 @@ umask 022), or keeps the mode of the file or folder it replaces, as ``open(path,
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import tempfile
 import threading
 from pathlib import Path
 from typing import Iterator
+
+from semsegpaddle.core.common.disk import DiskFullError, disk_full_error, is_disk_full
 
 _umask_lock = threading.Lock()
 
@@ -39,15 +42,22 @@ def published_mode(destination: str | os.PathLike[str], directory: bool = False)
 
 
 @contextlib.contextmanager
-def atomic_path(destination: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(destination: str | os.PathLike[str], size: int | None = None) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces ``destination`` in one rename.
 
     The file published has the mode of :func:`published_mode`. On any error the temporary file is
-    removed and ``destination`` is left as it was.
+    removed and ``destination`` is left as it was. A write that fails for want of space or past
+    the file-size limit raises :class:`~semsegpaddle.core.common.disk.DiskFullError`, naming
+    ``destination`` and the ``size`` (bytes, when the caller knows it) it needed.
     """
     destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent)
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full_error(destination, size, exc) from exc
+        raise
     os.close(fd)
     try:
         yield Path(tmp)
@@ -56,19 +66,33 @@ def atomic_path(destination: str | os.PathLike[str]) -> Iterator[Path]:
         _fsync(tmp)  # the data reaches the disk before the name points at it (power loss)
         os.replace(tmp, destination)
         _fsync(destination.parent, directory=True)
-    except BaseException:
+    except BaseException as exc:
+        written = _size_of(tmp)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if is_disk_full(exc) and not isinstance(exc, DiskFullError):
+            raise disk_full_error(destination, size, exc, written) from exc
         raise
 
 
+def _size_of(path: str | os.PathLike[str]) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
 def _fsync(path: str | os.PathLike[str], directory: bool = False) -> None:
-    with contextlib.suppress(OSError):  # some file systems refuse fsync on folders
+    try:
         fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+    except OSError as exc:
+        # some file systems refuse fsync on folders; but data that never reached the disk must not be published
+        if not directory and (exc.errno == errno.EIO or is_disk_full(exc)):
+            raise
 
 
 def staging_dir(destination: str | os.PathLike[str]) -> Path:
@@ -83,5 +107,6 @@ def staging_dir(destination: str | os.PathLike[str]) -> Path:
 
 def write_text_atomic(destination: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``destination`` atomically."""
-    with atomic_path(destination) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    data = text.encode("utf-8")
+    with atomic_path(destination, size=len(data)) as tmp:
+        tmp.write_bytes(data)

@@ -176,6 +176,10 @@ SCHEMA: dict[str, Any] = {
                        "image containing c; DAFormer's rare-class sampling)"),
         "sampler_temperature": Key(float, 0.01, "temperature T of rare_class sampling: small T favours rare classes "
                                    "strongly, large T approaches drawing every class equally", **POSITIVE),
+        "compile": Key(Literal["auto", "on", "off"], "auto",
+                       "run the training forward as one static program (paddle.jit.to_static): on, off, or auto "
+                       "(compile where it was measured faster; on CPU it is not, so auto stays dynamic there). Same "
+                       "losses and weights either way; single-process fp32 only"),
         "skip_bad_samples": Key(bool, False, "replace a training sample that fails to load by the next one that "
                                 "loads (warned once, counted in the train log) instead of stopping; stops anyway "
                                 "if more than 5 % of the samples fail"),
@@ -213,8 +217,13 @@ SCHEMA: dict[str, Any] = {
         "progress": Key(bool, True, "show progress bars"),
         "keep_last": Key(int, 0, "also keep the K newest checkpoints as model_STEP.safetensors (0: only "
                          "model_last and model_best)", **NON_NEGATIVE),
+        "collective_timeout": Key(float, 600.0, "data parallel: seconds a process may make no progress (hung, or "
+                                  "waiting for a hung peer in a collective) before the whole job stops with a "
+                                  "message naming it (0: wait for ever)", **NON_NEGATIVE),
         "visualdl": Key(bool, False, "write loss terms, lr, step time, mIoU and per-class IoU as VisualDL "
-                        "scalars to output_dir/visualdl (needs the visualdl extra)"),
+                        "scalars to output_dir/visualdl (needs the visualdl extra); the same as visualdl in loggers"),
+        "loggers": ComponentList("logger", (), {}, "experiment loggers (semseg list logger), e.g. [visualdl, "
+                                 "tensorboard, mlflow]; options as {name: mlflow, tracking_uri: ...}"),
     },
 }
 

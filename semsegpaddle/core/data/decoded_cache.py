@@ -12,14 +12,21 @@ An entry's name is a hash of the dataset's config section, the sample's files (r
 size, modification time) and the label type: editing a file or a dataset option (``label_map``,
 ...) makes new entries, never serves stale pixels. Entries are written to a temporary file
 and renamed, so processes (loader workers, data-parallel ranks) can fill one folder together,
-and a run killed while writing leaves nothing half-written behind. Old entries are never
-deleted: remove the folder to reclaim the space (about 8 MB per Cityscapes sample).
+and a run killed while writing leaves nothing half-written behind; an entry is read only if its
+size is exactly what its ``.npy`` header announces. Old entries are never deleted: remove the
+folder to reclaim the space (about 8 MB per Cityscapes sample).
+
+On a full disk (or past the file-size limit) the cache stops writing, warns once for the whole
+run (loader workers included) and the samples not cached yet are decoded from their files.
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import mmap
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,6 +34,7 @@ import numpy as np
 
 from semsegpaddle.core.data.base import SegDataset
 from semsegpaddle.core.common.atomic import atomic_path
+from semsegpaddle.core.common.disk import is_disk_full
 from semsegpaddle.core.common.errors import DataError
 
 #: changes whenever the stored layout changes, so older entries are not read
@@ -65,6 +73,22 @@ class DecodedCache:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise DataError(f"train.cache_dir: cannot create folder {self.folder} ({exc.strerror or exc})") from None
+        # one byte shared with the loader workers forked later: set once the disk is full
+        self._full = mmap.mmap(-1, 1)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_full"] = None  # an anonymous mapping does not pickle: a spawned process keeps its own flag
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._full = mmap.mmap(-1, 1)
+
+    @property
+    def full(self) -> bool:
+        """True once a write failed for want of space: the cache is then only read."""
+        return self._full[0] == 1
 
     def entry(self, index: int) -> str | None:
         """The entry name of sample ``index``, or None when one of its files cannot be stat'ed
@@ -85,19 +109,47 @@ class DecodedCache:
             return read(index)
         image_file, label_file = self.folder / f"{name}.image.npy", self.folder / f"{name}.label.npy"
         try:
-            return np.load(image_file, mmap_mode="r"), np.load(label_file, mmap_mode="r")
+            return _load_whole(image_file), _load_whole(label_file)
         except (OSError, ValueError, EOFError):  # not cached yet (or an entry damaged on disk: rewritten)
             pass
         image, label = read(index)
         label = np.ascontiguousarray(label, dtype=self.label_dtype)
-        self._store(label_file, label)
-        self._store(image_file, np.ascontiguousarray(image))  # last: its presence marks a whole entry
+        if self._store(label_file, label):
+            self._store(image_file, np.ascontiguousarray(image))  # last: its presence marks a whole entry
         return image, label
 
-    def _store(self, destination: Path, array: np.ndarray) -> None:
+    def _store(self, destination: Path, array: np.ndarray) -> bool:
+        """Write one entry file; False (nothing written) once the disk is full."""
+        if self.full:
+            return False
         try:
-            with atomic_path(destination) as tmp:
-                with open(tmp, "wb") as handle:
-                    np.save(handle, array, allow_pickle=False)
+            data = _npy_bytes(array)
+            with atomic_path(destination, size=len(data)) as tmp:
+                tmp.write_bytes(data)
+            return True
         except OSError as exc:
-            raise DataError(f"train.cache_dir: cannot write {destination} ({exc.strerror or exc})") from None
+            if not is_disk_full(exc):
+                raise DataError(f"train.cache_dir: cannot write {destination} ({exc.strerror or exc})") from None
+            if not self.full:
+                self._full[0] = 1
+                warnings.warn(f"train.cache_dir: {exc}; decoding the samples not cached yet from their files "
+                              f"for the rest of the run", stacklevel=2)
+            return False
+
+
+def _load_whole(path: Path) -> np.ndarray:
+    """A memory-mapped ``.npy`` entry, refused (ValueError) unless the file holds exactly the bytes
+    its header announces."""
+    array = np.load(path, mmap_mode="r")
+    if array.offset + array.nbytes != os.path.getsize(path):
+        raise ValueError(f"{path}: size does not match its header")
+    return array
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    """``array`` as a ``.npy`` file's bytes. Written by Python's own file object: numpy's
+    ``np.save`` to a file goes through C stdio, which loses a write error at the limit and leaves
+    a short file."""
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()

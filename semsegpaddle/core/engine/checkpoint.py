@@ -71,8 +71,26 @@ def save_checkpoint(path: str | Path, model: paddle.nn.Layer, config: dict[str, 
     if scheduler is not None:
         document["scheduler"] = scheduler.state_dict()
     metadata = {META_KEY: json.dumps(document, sort_keys=True, default=_json_default)}
-    with atomic_path(path) as tmp:
+    with atomic_path(path, size=_file_size(state, metadata)) as tmp:
         save_file(state, str(tmp), metadata=metadata)
+
+
+def _file_size(state: dict[str, np.ndarray], metadata: dict[str, str]) -> int:
+    """The size of the safetensors file of ``state`` and ``metadata``: the 8-byte header length,
+    the JSON header (one entry per tensor, padded to 8 bytes) and the tensors' bytes."""
+    header: dict[str, Any] = {"__metadata__": metadata}
+    offset = 0
+    for name in sorted(state):
+        array = state[name]
+        header[name] = {"dtype": _SAFETENSORS_DTYPES.get(array.dtype.str[1:], "F32"), "shape": list(array.shape),
+                        "data_offsets": [offset, offset + array.nbytes]}
+        offset += array.nbytes
+    text = json.dumps(header, separators=(",", ":"))
+    return 8 + len(text.encode()) + (-len(text.encode())) % 8 + offset
+
+
+_SAFETENSORS_DTYPES = {"f4": "F32", "f8": "F64", "f2": "F16", "i8": "I64", "i4": "I32", "i2": "I16", "i1": "I8",
+                       "u1": "U8", "b1": "BOOL", "u2": "U16", "u4": "U32", "u8": "U64"}
 
 
 def publish_copy(source: str | Path, destination: str | Path) -> None:

@@ -1,8 +1,9 @@
 """``semseg train --nproc N``: hand the run over to Paddle's own launcher.
 
-The command becomes ``python -m paddle.distributed.launch [--nnodes --master --rank] --nproc_per_node
-N --log_dir DIR python -u -m semsegpaddle.cli train ...`` and replaces this process (``exec``), so
-the launcher alone starts, watches and stops the workers, and its exit code is the command's.
+The command runs ``python -m paddle.distributed.launch [--nnodes --master --rank] --nproc_per_node
+N --log_dir DIR python -u -m semsegpaddle.cli train ...`` under a supervisor
+(:mod:`semsegpaddle.core.engine.supervisor`): the launcher starts and watches the workers, the
+supervisor makes sure one failed process ends them all, names it in one line and leaves none behind.
 Multi-node: start the same command on every machine with ``--nnodes M --master HOST:PORT`` (and
 ``--rank`` 0..M-1 to fix the order); the launchers meet at the master and form one job.
 """
@@ -72,8 +73,11 @@ def launcher_command(plan: LaunchPlan, train_args: Sequence[str], output_dir: st
             "train", *train_args]
 
 
-def hand_over(command: list[str]) -> None:
-    """Replace this process by ``command`` (never returns)."""
+def run_supervised(command: list[str], plan: LaunchPlan, output_dir: str | Path) -> int:
+    """Run the launcher ``command`` under the supervisor; the job's exit code. The processes'
+    records go to the launcher's log folder (one per node)."""
+    from semsegpaddle.core.engine.supervisor import supervise
+
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(command[0], command)
+    return supervise(command, Path(plan.log_dir or default_log_dir(output_dir, plan)))

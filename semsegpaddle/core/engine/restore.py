@@ -191,18 +191,19 @@ def load_model(config: dict[str, Any], weights: str | Path | None = None, num_cl
 
 
 def check_backend_options(backend: str, model_dir: str | Path | None, weights: str | Path | None) -> None:
-    """The one place the backend rules live: ``paddle-inference`` runs an export folder
-    (``model_dir``), ``dynamic`` a checkpoint (``weights``)."""
-    from semsegpaddle.core.inference.backends import BACKENDS
+    """The one place the backend rules live: ``paddle-inference`` and ``onnxruntime`` run an export
+    folder (``model_dir``), ``dynamic`` a checkpoint (``weights``)."""
+    from semsegpaddle.core.inference.backends import BACKENDS, EXPORT_BACKENDS
 
     if backend not in BACKENDS:
         raise BackendOptionError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
-    if backend == "paddle-inference" and model_dir is None:
-        raise BackendOptionError("--backend paddle-inference needs --model-dir DIR (a folder written by semseg export)")
-    if backend == "paddle-inference" and weights is not None:
-        raise BackendOptionError("--weights is for --backend dynamic; paddle-inference reads --model-dir")
+    if backend in EXPORT_BACKENDS and model_dir is None:
+        raise BackendOptionError(f"--backend {backend} needs --model-dir DIR (a folder written by semseg export)")
+    if backend in EXPORT_BACKENDS and weights is not None:
+        raise BackendOptionError(f"--weights is for --backend dynamic; {backend} reads --model-dir")
     if backend == "dynamic" and model_dir is not None:
-        raise BackendOptionError("--model-dir is read by --backend paddle-inference; add it, or drop --model-dir")
+        raise BackendOptionError("--model-dir is read by --backend paddle-inference or onnxruntime; add one, "
+                                 "or drop --model-dir")
 
 
 def load_backend(config: dict[str, Any], weights: str | Path | None = None, *, backend: str = "dynamic",
@@ -210,8 +211,10 @@ def load_backend(config: dict[str, Any], weights: str | Path | None = None, *, b
     """The inference backend (:mod:`semsegpaddle.core.inference.backends`) of a config: the
     checkpoint ``weights`` in a dynamic model, or, for ``paddle-inference``, the export folder
     ``model_dir`` run by Paddle Inference on ``runtime.device`` with ``runtime.threads`` threads
-    (in bfloat16 with ``eval.precision: bf16``). ``num_classes``, when given, must match the export's."""
-    from semsegpaddle.core.inference.backends import DynamicBackend, PaddleInferenceBackend
+    (in bfloat16 with ``eval.precision: bf16``), or, for ``onnxruntime``, the ONNX model of that
+    folder (int8 when it was exported with ``--int8``) on CPU with ``runtime.threads`` threads.
+    ``num_classes``, when given, must match the export's."""
+    from semsegpaddle.core.inference.backends import DynamicBackend, OnnxRuntimeBackend, PaddleInferenceBackend
 
     check_backend_options(backend, model_dir, weights)
     precision = config["eval"].get("precision", "fp32")
@@ -220,8 +223,14 @@ def load_backend(config: dict[str, Any], weights: str | Path | None = None, *, b
             raise SemsegError(f"eval.precision {precision} needs the paddle-inference backend (Paddle has no CPU "
                               f"{precision} kernels for the dynamic model); add --backend paddle-inference")
         return DynamicBackend(load_model(config, weights, num_classes))
-    runner = PaddleInferenceBackend(model_dir, config["runtime"]["threads"], config["runtime"]["device"],
-                                    precision=precision)
+    if backend == "onnxruntime":
+        if precision != "fp32":
+            raise SemsegError(f"eval.precision {precision} runs oneDNN's kernels: it needs --backend "
+                              f"paddle-inference (for onnxruntime, export with --int8 instead)")
+        runner = OnnxRuntimeBackend(model_dir, config["runtime"]["threads"])
+    else:
+        runner = PaddleInferenceBackend(model_dir, config["runtime"]["threads"], config["runtime"]["device"],
+                                        precision=precision)
     if num_classes is not None and runner.num_classes != num_classes:
         raise SemsegError(f"{model_dir}: the export predicts {runner.num_classes} classes "
                           f"({', '.join(runner.class_names)}), the dataset has {num_classes}")

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from semsegpaddle.core.common.atomic import write_text_atomic
+from semsegpaddle.core.common.disk import check_writable, disk_full_error, is_disk_full
 from semsegpaddle.core.common.errors import SemsegError
 
 LAST = "model_last.safetensors"
@@ -67,10 +68,15 @@ class RunFolder:
         if self.path.exists() and not self.path.is_dir():
             raise SemsegError(f"runtime.output_dir {self.path} is a file, not a folder; choose another output_dir")
 
+    def check_writable(self) -> None:
+        """A one-line error if no file can be created in the folder (read-only, no permission)."""
+        self.check_usable()
+        check_writable(self.path, "runtime.output_dir")
+
     def check_start(self, resume: bool, overwrite: bool) -> None:
         """One-line errors if a run cannot start here: a fresh run in a folder holding one (without
         ``overwrite``), a resume with nothing to resume from."""
-        self.check_usable()
+        self.check_writable()
         if resume and overwrite:
             raise SemsegError("--resume and --overwrite exclude each other")
         if resume and not self.resume_candidates():
@@ -167,9 +173,24 @@ class RunFolder:
             write_text_atomic(path, "".join(line + "\n" for line in kept))
 
     def append_log(self, name: str, record: dict[str, Any]) -> None:
-        """Append one JSON record to a log (one line; a torn last line is dropped on resume)."""
-        with open(self.path / name, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+        """Append one JSON record to a log (one line; a torn last line is dropped on resume).
+
+        A line that does not fit (full disk, file-size limit) is taken back whole and raises
+        :class:`~semsegpaddle.core.common.disk.DiskFullError`.
+        """
+        line = (json.dumps(record) + "\n").encode("utf-8")
+        with open(self.path / name, "ab", buffering=0) as handle:
+            end = handle.tell()
+            try:
+                done = 0
+                while done < len(line):  # a raw write may write part of the line
+                    done += handle.write(line[done:])
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    handle.truncate(end)
+                if is_disk_full(exc):
+                    raise disk_full_error(self.path / name, len(line), exc) from None
+                raise
 
     def record_versions(self, record: dict[str, Any]) -> None:
         """Add a session's versions record to ``versions.json`` (a list, one record per session);

@@ -2,13 +2,14 @@
 
 The pieces it drives: :mod:`optim` (optimizer, schedule, parameter groups, clipping), :mod:`step`
 (micro-batches, AMP, data-parallel sync), :mod:`checkpoint` and :mod:`run_folder` (what is
-written and resumed), :mod:`progress` and :mod:`scalar_log` (what the user sees).
+written and resumed), :mod:`progress` and :mod:`loggers` (what the user sees).
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import signal
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,12 +30,16 @@ from semsegpaddle.core.engine.class_balance import ClassBalance, plan_class_bala
 from semsegpaddle.core.engine.interrupt import TrainingStopped, stop_on_signals
 from semsegpaddle.core.engine.optim import build_optimizer  # noqa: F401 - also offered from here
 from semsegpaddle.core.engine.progress import Progress, timed
-from semsegpaddle.core.engine.run_folder import (BEST, EVAL_LOG, LAST, METRICS, TRAIN_LOG, VISUALDL, RunFolder,
+from semsegpaddle.core.engine.run_folder import (BEST, EVAL_LOG, LAST, METRICS, TRAIN_LOG, RunFolder,
                                                  step_checkpoint_name)
 from semsegpaddle.core.common.runtime import (DistEnv, choose_device, convert_batch_norm, init_distributed,
                                               quiet_paddle, seed_everything, set_threads)
-from semsegpaddle.core.engine.scalar_log import NoScalarLog, ScalarLog, eval_scalars, require_visualdl
+from semsegpaddle.core.engine.loggers import (LoggerSet, RunInfo, build_loggers, eval_scalars, flat_params,
+                                              train_scalars)
+from semsegpaddle.core.engine.rank_watch import watch_rank
+from semsegpaddle.core.engine.compiled import CompilePlan, plan_compile, training_forward
 from semsegpaddle.core.engine.step import StepRunner
+from semsegpaddle.core.engine.world_size import keep_global_batch, world_record
 from semsegpaddle.core.inference.evaluation import evaluate
 from semsegpaddle.core.inference.segmenter import InferenceMode
 from semsegpaddle.core.inference.metrics import Metrics
@@ -107,8 +112,9 @@ def train(config: dict[str, Any], *, resume: bool = False, overwrite: bool = Fal
     folder.check_start(resume, overwrite)
     dist, device = setup_runtime(config)
     amp = make_amp_plan(config["train"]["amp"], device)
-    if config["runtime"]["visualdl"] and dist.is_main:
-        require_visualdl()
+    compiled = plan_compile(config["train"]["compile"], world_size=dist.world_size, amp=config["train"]["amp"],
+                            device=device)
+    loggers = build_loggers(config) if dist.is_main else LoggerSet()
     train_set = create_dataset(config, config["dataset"]["train_split"])
     val_set = create_dataset(config, config["dataset"]["val_split"])
     if config["train"]["cache_dir"] is not None:
@@ -130,6 +136,7 @@ def train(config: dict[str, Any], *, resume: bool = False, overwrite: bool = Fal
             source = newest_complete_checkpoint(folder.resume_candidates())
             meta = restore_training_state(source, model, optimizer, scheduler)
             amp.restore(meta.get("amp_scaler"))
+            config = keep_global_batch(config, meta, dist.world_size)
             start, best = int(meta["step"]), float(meta.get("best_miou", -1.0))
             if start >= config["train"]["iters"]:
                 return TrainResult(folder.path, start, best_miou=best, already_complete=True)
@@ -147,8 +154,10 @@ def train(config: dict[str, Any], *, resume: bool = False, overwrite: bool = Fal
             if balance is not None:
                 publish(balance, folder, config["train"].get("cache_dir"))
         skips = SkipCounter(config["train"].get("skip_bad_samples", False), meta.get("skipped"))
-        return _train_loop(config, folder, dist, model, criterion, optimizer, scheduler, amp, skips,
-                           train_set, val_set, start, best, balance)
+        run = RunInfo(folder.path, folder.path.resolve().name, resume, dist.world_size, dict(config))
+        with loggers.running(run, flat_params(config), start):
+            return _train_loop(config, folder, dist, model, criterion, optimizer, scheduler, amp, skips,
+                               train_set, val_set, start, best, balance, loggers, compiled)
 
 
 def _resumed_class_balance(folder: RunFolder) -> dict[str, Any] | None:
@@ -167,21 +176,29 @@ def _resumed_class_balance(folder: RunFolder) -> dict[str, Any] | None:
 
 def _train_loop(config: dict[str, Any], folder: RunFolder, dist: DistEnv, model: paddle.nn.Layer, criterion: Any,
                 optimizer: Any, scheduler: Any, amp: AmpPlan, skips: SkipCounter, train_set: Any, val_set: Any,
-                start: int, best: float, balance: ClassBalance | None = None) -> TrainResult:
+                start: int, best: float, balance: ClassBalance | None = None,
+                loggers: LoggerSet | None = None, compiled: CompilePlan | None = None) -> TrainResult:
     train_cfg, runtime = config["train"], config["runtime"]
-    net = paddle.DataParallel(model) if dist.world_size > 1 else model
+    if compiled is not None and compiled.enabled:
+        if dist.is_main:
+            print(compiled.reason, file=sys.stderr)
+        net = training_forward(model, compiled)  # the model's own weights; evaluation stays dynamic
+    else:
+        net = paddle.DataParallel(model) if dist.world_size > 1 else model
     runner = StepRunner(net, criterion, optimizer, amp, train_cfg["accumulate"], runtime["seed"], dist.rank,
                         dist.world_size)
     label_info = label_space(train_set)
     result = TrainResult(folder.path, start)
     show = runtime["progress"] and dist.is_main
-    scalars: Any = ScalarLog(folder / VISUALDL, start) if runtime["visualdl"] and dist.is_main else NoScalarLog()
+    scalars = loggers if loggers is not None else LoggerSet()
+    images_per_step = train_cfg["batch_size"] * train_cfg["accumulate"] * dist.world_size
 
     def checkpoint(step: int) -> None:
         if not dist.is_main:
             return
         extra = {"amp_scaler": amp.state()} if amp.scaler is not None else {}
         state = dict(optimizer=optimizer, scheduler=scheduler, step=step, best_miou=best, **label_info,
+                     **world_record(config, dist.world_size),
                      **skips.record(), **extra, **(balance.checkpoint_meta() if balance else {}))
         keep = runtime["keep_last"]
         if keep > 0:  # the numbered file first: a kill between the two leaves it the newest
@@ -198,9 +215,9 @@ def _train_loop(config: dict[str, Any], folder: RunFolder, dist: DistEnv, model:
     step, saved_step = start, start
     loader = train_loader(train_set, loader_config(config), start, dist.rank, dist.world_size,
                           **(balance.loader_options() if balance else {}))
-    with stop_on_signals() as stop:
+    with stop_on_signals() as stop, watch_rank(dist.rank, dist.world_size, runtime.get("collective_timeout", 0.0)) as watch:
         try:
-            for step, (waited, batch) in enumerate(timed(loader), start=start + 1):
+            for step, (waited, batch) in enumerate(watch.batches(timed(loader), start), start=start + 1):
                 images, labels = batch
                 skips.add(batch, dist.world_size)
                 done = runner.run(step, images, labels, f"{folder / LAST} keeps step {saved_step}")
@@ -213,14 +230,11 @@ def _train_loop(config: dict[str, Any], folder: RunFolder, dist: DistEnv, model:
                     times, terms = progress.interval_times(), done.terms
                     folder.append_log(TRAIN_LOG, {"step": step, "loss": done.loss, "terms": terms, "lr": lr,
                                                   **times, **skips.record()})
-                    scalars.scalars(step, {"train/loss": done.loss, "train/lr": lr,
-                                           "train/step_time": times["step_time"],
-                                           "train/data_time": times["data_time"],
-                                           **{f"train/loss_{_output_name(i)}": t for i, t in enumerate(terms)}})
+                    scalars.scalars(step, train_scalars(done.loss, lr, times, terms, images_per_step))
                 evaluate_now = step == train_cfg["iters"] or (train_cfg["eval_interval"] and step % train_cfg["eval_interval"] == 0)
                 if evaluate_now:
                     share_rank0_statistics(model, dist)
-                    metrics = evaluate(model, val_set, config["eval"]["batch_size"], show, dist,
+                    metrics = evaluate(model, watch.dataset(val_set, step), config["eval"]["batch_size"], show, dist,
                                        InferenceMode.from_config(config))
                     result.metrics = metrics
                     if dist.is_main:
@@ -242,11 +256,11 @@ def _train_loop(config: dict[str, Any], folder: RunFolder, dist: DistEnv, model:
         finally:
             loader.close()
             progress.close()
-            scalars.close()
     result.best_miou = best
     result.rank_digests = check_ranks_agree(model, dist) if dist.world_size > 1 else []
     if dist.is_main and result.metrics is not None:
         write_text_atomic(folder / METRICS, json.dumps(result.metrics.to_json(), indent=2))
+        scalars.final_artifacts(folder / METRICS, result.metrics)
     return result
 
 
@@ -260,7 +274,3 @@ def _stop_agreed(signum: int | None, dist: DistEnv) -> bool:
     flag = paddle.to_tensor([0 if signum is None else 1], dtype="int32")
     pdist.all_reduce(flag, op=pdist.ReduceOp.MAX)
     return bool(flag.item())
-
-
-def _output_name(index: int) -> str:
-    return "main" if index == 0 else f"aux{index}"

@@ -2,11 +2,13 @@
 
 A backend is called as ``backend(batch)`` with an N×B×H×W float32 numpy batch (B =
 ``in_channels`` bands: RGB 0-255 for 3; the model normalises) and returns N×C×H×W float32 numpy
-logits; ``num_classes`` is C. A batch of another band count is a one-line SemsegError. Two exist:
+logits; ``num_classes`` is C. A batch of another band count is a one-line SemsegError. Three exist:
 
 - :class:`DynamicBackend`: a paddle model in memory (dynamic graph), as trained;
 - :class:`PaddleInferenceBackend`: a folder written by ``semseg export``, run by Paddle Inference,
-  with oneDNN on CPU, or on the GPU when Paddle sees one.
+  with oneDNN on CPU, or on the GPU when Paddle sees one;
+- :class:`OnnxRuntimeBackend`: the ``model.onnx`` (or, for an int8 export, ``model_int8.onnx``)
+  of such a folder, run by onnxruntime on CPU.
 
 The inference modes (:mod:`semsegpaddle.core.inference.segmenter`) work with either.
 """
@@ -20,9 +22,13 @@ import numpy as np
 
 from semsegpaddle.core.common.errors import SemsegError
 
-BACKENDS = ("dynamic", "paddle-inference")
+BACKENDS = ("dynamic", "paddle-inference", "onnxruntime")
+#: backends that run an export folder (``--model-dir``) rather than a checkpoint
+EXPORT_BACKENDS = ("paddle-inference", "onnxruntime")
 #: files an export folder must hold
 EXPORT_FILES = ("model.json", "model.pdiparams", "export_info.json")
+#: the ONNX files of an export folder: float32 (``--onnx``) and quantized (``--int8``)
+ONNX_FILE, INT8_ONNX_FILE = "model.onnx", "model_int8.onnx"
 
 
 @runtime_checkable
@@ -127,6 +133,64 @@ class PaddleInferenceBackend:
             raise SemsegError(f"{self.model_dir}: Paddle Inference failed on a batch of shape "
                               f"{tuple(batch.shape)}: {_summary(exc)}{hint}") from exc
         return self._output.copy_to_cpu()
+
+
+class OnnxRuntimeBackend:
+    """The ONNX model of an export folder run by onnxruntime's CPU kernels with ``threads``
+    intra-op threads (0: every available core).
+
+    The folder is checked as for :class:`PaddleInferenceBackend`; the model file is ``model.onnx``,
+    or ``model_int8.onnx`` when ``export_info.json`` says ``precision: int8`` (written by
+    ``semseg export --int8``). ``class_names`` and ``palette`` come from ``export_info.json``.
+    """
+
+    def __init__(self, model_dir: str | Path, threads: int = 0) -> None:
+        self.model_dir = Path(model_dir)
+        info = read_export_info(self.model_dir)
+        self.class_names: list[str] = [str(name) for name in info["class_names"]]
+        self.num_classes = len(self.class_names)
+        self.palette = np.asarray(info["palette"], dtype=np.uint8)
+        self.in_channels = int((info.get("input") or {}).get("bands", 3))
+        #: ``fp32``, or ``int8`` for a quantized export
+        self.precision = str(info.get("precision", "fp32"))
+        self.model_path = self.model_dir / (INT8_ONNX_FILE if self.precision == "int8" else ONNX_FILE)
+        if not self.model_path.is_file():
+            flag = "--int8" if self.precision == "int8" else "--onnx"
+            raise SemsegError(f"{self.model_dir}: {self.model_path.name} missing: the onnxruntime backend runs the "
+                              f"ONNX model of an export; write it with `semseg export {flag} --output DIR`")
+        self._session = onnx_session(self.model_path, threads)
+        self._input_name = self._session.get_inputs()[0].name
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """Logits of ``batch`` as numpy."""
+        check_bands(batch, self.in_channels, str(self.model_dir))
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        try:
+            return self._session.run(None, {self._input_name: batch})[0]
+        except Exception as exc:
+            raise SemsegError(f"{self.model_dir}: onnxruntime failed on a batch of shape {tuple(batch.shape)}: "
+                              f"{_summary(exc)}") from exc
+
+
+def onnx_session(path: str | Path, threads: int = 0, verbose: bool = False) -> Any:
+    """An onnxruntime CPU session of the ONNX file ``path`` with ``threads`` intra-op threads (0:
+    every available core), all graph optimisations on; a one-line SemsegError when onnxruntime is
+    not installed or cannot load the file."""
+    from semsegpaddle.core.common.runtime import available_cores
+
+    try:
+        import onnxruntime
+    except ImportError:
+        raise SemsegError("the onnxruntime backend needs onnxruntime: pip install 'semsegpaddle[onnx]'") from None
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads or available_cores()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if not verbose:
+        options.log_severity_level = 3  # errors only: its "removing unused initializer" notes are noise
+    try:
+        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise SemsegError(f"{path}: onnxruntime cannot load the model: {_summary(exc)}") from exc
 
 
 def check_bands(batch: np.ndarray, bands: int, what: str) -> None:

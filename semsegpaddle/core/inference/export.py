@@ -10,7 +10,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import paddle
@@ -21,7 +21,12 @@ from semsegpaddle.core.common.capture import Captured, captured_output
 from semsegpaddle.core.inference.export_ops import inference_friendly_ops
 from semsegpaddle.core.common.errors import SemsegError
 
+if TYPE_CHECKING:
+    from semsegpaddle.core.inference.quantize import Int8Settings
+
 MODEL_PREFIX = "model"
+#: the program traced for paddle2onnx, removed once converted
+ONNX_SOURCE = "onnx_source"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -33,11 +38,14 @@ class ExportReport:
     max_abs_error: dict[str, float]
     #: the largest |logit| of the model over the checks: the scale the errors are relative to
     max_abs_logit: float = 0.0
+    #: for an int8 export, what export_info.json records under ``int8``
+    int8: dict[str, Any] | None = None
 
 
 def export_model(model: paddle.nn.Layer, output_dir: str | Path, class_names: Sequence[str],
                  palette: np.ndarray, check_sizes: Sequence[tuple[int, int]] = ((64, 64), (48, 80)),
-                 tolerance: float = 1e-4, onnx: bool = False, verbose: bool = False) -> ExportReport:
+                 tolerance: float = 1e-4, onnx: bool = False, verbose: bool = False,
+                 int8: Int8Settings | None = None) -> ExportReport:
     """Save ``model`` with a dynamic N×B×H×W input (B = ``model.in_channels`` bands, 3 for RGB 0–255
     floats; normalisation is inside; ``export_info.json`` records B as ``input.bands``) and
     reload it to compare logits with the live model at each of ``check_sizes``; with ``onnx``,
@@ -49,8 +57,14 @@ def export_model(model: paddle.nn.Layer, output_dir: str | Path, class_names: Se
     to a temporary folder beside ``output_dir`` and moved into place only after every check
     passed, so a failed export never leaves a half-written or wrong model where the old one was.
     What Paddle, paddle2onnx and onnxruntime print on the way is dropped unless ``verbose``.
+
+    With ``int8`` (which implies ``onnx``), ``model.onnx`` is also quantized into
+    ``model_int8.onnx`` (:mod:`semsegpaddle.core.inference.quantize`) and scored against it on the
+    held-back images; below the floor nothing is written (unless forced), and ``export_info.json``
+    says ``precision: int8`` with the figures, so the onnxruntime backend runs the int8 file.
     """
     output_dir = Path(output_dir)
+    onnx = onnx or int8 is not None
     if onnx:
         _onnx_modules()  # a missing package is reported before any work
     model.eval()
@@ -62,6 +76,10 @@ def export_model(model: paddle.nn.Layer, output_dir: str | Path, class_names: Se
         if worst > allowed:
             raise SemsegError(f"export check failed: max |exported - model| = {worst:.3g} > {allowed:.3g} "
                               f"(tolerance {tolerance} × max(1, max |logit| {scale:.3g})) ({errors})")
+        quantized = None
+        if int8 is not None:
+            with captured_output(enabled=not verbose):
+                quantized = _quantize(staging, int8, len(class_names), verbose)
         bands = input_bands(model)
         meaning = ("RGB, 0-255" if bands == 3 else f"{bands} bands, in the units model.mean/std were given in")
         info = {"input": {"name": "x", "shape": ["N", bands, "H", "W"], "dtype": "float32", "bands": bands,
@@ -69,6 +87,8 @@ def export_model(model: paddle.nn.Layer, output_dir: str | Path, class_names: Se
                 "output": {"shape": ["N", len(class_names), "H", "W"], "meaning": "logits; argmax over axis 1"},
                 "class_names": list(class_names), "palette": np.asarray(palette).tolist(),
                 "verified_max_abs_error": errors, "max_abs_logit": scale}
+        if quantized is not None:
+            info.update(precision="int8", int8=quantized)
         (staging / "export_info.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
         if output_dir.exists():
             old = output_dir.with_name(f".{output_dir.name}.old")
@@ -80,7 +100,27 @@ def export_model(model: paddle.nn.Layer, output_dir: str | Path, class_names: Se
             staging.rename(output_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return ExportReport(output_dir, errors, scale)
+    return ExportReport(output_dir, errors, scale, quantized)
+
+
+def _quantize(staging: Path, settings: Int8Settings, num_classes: int, verbose: bool) -> dict[str, Any]:
+    """Quantize ``staging/model.onnx`` into ``model_int8.onnx``, score it against the float32
+    model on the held-back images and refuse it below the floor; what export_info.json records."""
+    from semsegpaddle.core.inference import quantize
+    from semsegpaddle.core.inference.backends import INT8_ONNX_FILE, ONNX_FILE, onnx_session
+
+    fp32_path, int8_path = staging / ONNX_FILE, staging / INT8_ONNX_FILE
+    kept = quantize.quantize_model(fp32_path, int8_path, settings, staging)
+    runners = []
+    for path in (fp32_path, int8_path):
+        session = onnx_session(path, verbose=verbose)
+        runners.append(lambda x, s=session, n=session.get_inputs()[0].name: s.run(None, {n: x})[0])
+    report = quantize.compare_models(*runners, settings.held_back, num_classes, kept)
+    quantize.check_agreement(report, settings)
+    return {"file": INT8_ONNX_FILE, "method": settings.method, **settings.source,
+            "floor": settings.floor, "forced": bool(settings.force and report.agreement < settings.floor),
+            "opset": quantize.QUANT_OPSET, "format": "QDQ", "weights": "int8, per output channel",
+            "activations": "uint8", "quantized_ops": list(quantize.QUANTIZED_OPS), **report.to_json()}
 
 
 def input_bands(model: paddle.nn.Layer) -> int:
@@ -92,13 +132,17 @@ def _save_and_check(model: paddle.nn.Layer, staging: Path, check_sizes: Sequence
                     verbose: bool, log: Captured) -> tuple[dict[str, float], float]:
     """Write the model files into ``staging``; return max |exported - model| per runner and checked
     size, and the largest |logit| of the model over the checks."""
+    spec = [InputSpec([None, input_bands(model), None, None], "float32", "x")]
     with inference_friendly_ops():
-        paddle.jit.save(model, str(staging / MODEL_PREFIX),
-                        input_spec=[InputSpec([None, input_bands(model), None, None], "float32", "x")])
+        paddle.jit.save(model, str(staging / MODEL_PREFIX), input_spec=spec)
     loaded = paddle.jit.load(str(staging / MODEL_PREFIX))
     runners = {"paddle": lambda x: loaded(x).numpy()}
     if onnx:
+        with inference_friendly_ops(onnx=True):  # a program of its own: see export_ops
+            paddle.jit.save(model, str(staging / ONNX_SOURCE), input_spec=spec)
         runners["onnx"] = _export_onnx(staging, verbose, log)
+        for leftover in staging.glob(f"{ONNX_SOURCE}.*"):
+            leftover.unlink()
     errors, scale = {}, 0.0
     rng = np.random.default_rng(0)
     for height, width in check_sizes:
@@ -126,7 +170,7 @@ def _onnx_modules():
 
 
 def _export_onnx(staging: Path, verbose: bool, log: Captured):
-    """Convert the saved Paddle model in ``staging`` to ``model.onnx``; return a function running it.
+    """Convert the Paddle program saved for it in ``staging`` to ``model.onnx``; return a function running it.
 
     paddle2onnx's default post-processing (Polygraphy constant folding) pip-installs packages at
     run time; it is switched off (``optimize_tool="none"``): the converter's own graph optimisation
@@ -135,7 +179,7 @@ def _export_onnx(staging: Path, verbose: bool, log: Captured):
     paddle2onnx, onnxruntime = _onnx_modules()
     path = staging / f"{MODEL_PREFIX}.onnx"
     try:
-        paddle2onnx.export(str(staging / f"{MODEL_PREFIX}.json"), str(staging / f"{MODEL_PREFIX}.pdiparams"),
+        paddle2onnx.export(str(staging / f"{ONNX_SOURCE}.json"), str(staging / f"{ONNX_SOURCE}.pdiparams"),
                            str(path), enable_optimize=True, optimize_tool="none")
     except (Exception, SystemExit) as exc:  # on failure it logs the cause, then calls sys.exit(-1)
         raise SemsegError(f"ONNX conversion failed: {_conversion_error(log, exc)}") from exc

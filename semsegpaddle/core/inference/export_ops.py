@@ -17,6 +17,13 @@ there, each for a reason outside this package:
   ``squeeze_transpose_onednn_fuse_pass`` gives a wrongly shaped result when a transpose follows
   (GINet's node convolutions). :func:`pointwise_conv1d` is the same product as one ``matmul``.
 
+And one that paddle2onnx cannot convert, for the program traced for ONNX only (``onnx=True``):
+adaptive average pooling to more than one bin of an input whose size is not fixed (PSPNet's
+pyramid) aborts the converter ("Adaptive only support static input shape").
+:func:`matrix_adaptive_avg_pool` is the same pooling as two matrix products with averaging
+matrices computed from the input's size (under oneDNN that form gives wrong results, hence not in
+the Paddle Inference program).
+
 Eager calls and the cases these forms do not cover go to Paddle's own functions.
 """
 from __future__ import annotations
@@ -28,13 +35,14 @@ import paddle
 
 
 @contextlib.contextmanager
-def inference_friendly_ops() -> Iterator[None]:
-    """Within the block, programs traced from Paddle layers use the forms of this module."""
+def inference_friendly_ops(onnx: bool = False) -> Iterator[None]:
+    """Within the block, programs traced from Paddle layers use the forms of this module (with
+    ``onnx``, also the adaptive pooling that paddle2onnx converts)."""
     import paddle.nn.functional as F
     import paddle.nn.functional.common as common
     import paddle.nn.layer.norm as norm_layers
 
-    originals = F.interpolate, F.batch_norm, F.conv1d
+    originals = F.interpolate, F.batch_norm, F.conv1d, F.adaptive_avg_pool2d
 
     def interpolate(x: Any, size: Any = None, scale_factor: Any = None, mode: str = "nearest",
                     align_corners: bool = False, align_mode: int = 0, data_format: str | None = None,
@@ -61,15 +69,23 @@ def inference_friendly_ops() -> Iterator[None]:
             return originals[2](x, weight, bias, stride, padding, dilation, groups, data_format, name)
         return pointwise_conv1d(x, weight, bias)
 
+    def adaptive_avg_pool2d(x: Any, output_size: Any, data_format: str = "NCHW", name: str | None = None) -> Any:
+        bins = _bins(output_size)
+        if not onnx or paddle.in_dynamic_mode() or data_format != "NCHW" or bins is None or bins == (1, 1):
+            return originals[3](x, output_size, data_format, name)
+        return matrix_adaptive_avg_pool(x, bins)
+
     F.interpolate = common.interpolate = interpolate
     F.batch_norm = norm_layers.batch_norm = batch_norm
     F.conv1d = conv1d
+    F.adaptive_avg_pool2d = adaptive_avg_pool2d
     try:
         yield
     finally:
         F.interpolate = common.interpolate = originals[0]
         F.batch_norm = norm_layers.batch_norm = originals[1]
         F.conv1d = originals[2]
+        F.adaptive_avg_pool2d = originals[3]
 
 
 def _is_tensor(value: Any) -> bool:
@@ -162,3 +178,36 @@ def pointwise_conv1d(x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tenso
     """A 1×1 convolution of N×C×L with an O×C×1 kernel: the O×C matrix times each N's C×L."""
     y = paddle.matmul(paddle.squeeze(weight, axis=-1), x)
     return y if bias is None else y + paddle.reshape(bias, [1, -1, 1])
+
+
+# -------------------------------------------------------------------------------------------------
+# adaptive average pooling
+# -------------------------------------------------------------------------------------------------
+
+
+def _bins(output_size: Any) -> tuple[int, int] | None:
+    """(rows, columns) of an adaptive pool's ``output_size`` given as ints; None otherwise."""
+    sizes = list(output_size) if isinstance(output_size, (list, tuple)) else [output_size] * 2
+    return tuple(sizes) if len(sizes) == 2 and all(isinstance(v, int) and v > 0 for v in sizes) else None
+
+
+def matrix_adaptive_avg_pool(x: paddle.Tensor, bins: tuple[int, int]) -> paddle.Tensor:
+    """``F.adaptive_avg_pool2d(x, bins)`` of N×C×H×W as ``A_h · x · A_w``: ``A_h`` (bins × H)
+    and ``A_w`` (W × bins) average each bin's input positions ``floor(i·L/b)`` to
+    ``ceil((i+1)·L/b) - 1``, Paddle's bin rule."""
+    rows = _averaging_matrix(paddle.shape(x)[2], bins[0], transposed=False)
+    columns = _averaging_matrix(paddle.shape(x)[3], bins[1], transposed=True)
+    return paddle.matmul(paddle.matmul(rows, x), columns)
+
+
+def _averaging_matrix(length: Any, bins: int, transposed: bool) -> paddle.Tensor:
+    """The bins × length matrix averaging each adaptive bin (length × bins if ``transposed``);
+    float arithmetic on whole numbers, exact; membership by clipping, as ONNX opset 11 has no ``>=``."""
+    bin_shape, position_shape = ([1, -1], [-1, 1]) if transposed else ([-1, 1], [1, -1])
+    size = length.astype("float32")
+    index = paddle.arange(0, bins, dtype="int64").astype("float32")
+    start = paddle.reshape(paddle.floor(index * size / float(bins)), bin_shape)
+    end = paddle.reshape(paddle.ceil((index + 1.0) * size / float(bins)), bin_shape)
+    position = paddle.reshape(paddle.arange(0, length, dtype="int64").astype("float32"), position_shape)
+    inside = paddle.clip(position - start + 1.0, 0.0, 1.0) * paddle.clip(end - position, 0.0, 1.0)
+    return inside / (end - start)

@@ -25,6 +25,7 @@ folder, blank lines and ``#`` comments skipped.
 """
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from semsegpaddle.core.common.atomic import atomic_path
+from semsegpaddle.core.common.disk import check_writable
 from semsegpaddle.core.common.errors import DataError, SemsegError
 from semsegpaddle.core.inference.evaluation import as_segmenter, predict_batch
 from semsegpaddle.core.inference.segmenter import InferenceMode
@@ -123,14 +125,21 @@ def save_mask(mask: np.ndarray, palette: np.ndarray, path: str | Path) -> None:
     flat = np.zeros((256, 3), dtype=np.uint8)
     flat[: len(palette)] = palette[:256]
     image.putpalette(flat.flatten().tolist())
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")
+    write_png(image, path)
 
 
 def save_ids(mask: np.ndarray, ids: np.ndarray, path: str | Path) -> None:
     """Write ``ids[mask]`` (e.g. Cityscapes labelIds of train ids) as an 8-bit gray PNG."""
-    with atomic_path(path) as tmp:
-        Image.fromarray(ids[mask].astype(np.uint8), mode="L").save(tmp, format="PNG")
+    write_png(Image.fromarray(ids[mask].astype(np.uint8), mode="L"), path)
+
+
+def write_png(image: Image.Image, path: str | Path) -> None:
+    """Write ``image`` as a PNG atomically; encoded first, so a full disk is told the bytes it needed."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    data = buffer.getvalue()
+    with atomic_path(path, size=len(data)) as tmp:
+        tmp.write_bytes(data)
 
 
 def blend(image: np.ndarray, mask: np.ndarray, palette: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -298,6 +307,7 @@ def predict_files(model, inputs: Sequence[str | Path], output_dir: str | Path, p
         raise SemsegError(f"--format {submission.label} writes only the files the evaluation reads; "
                           f"drop --overlay (or predict overlays into another folder)")
     plan = output_names(inputs, output_dir, overlay, submission)
+    check_writable(output_dir, "the output folder")
     segmenter = as_segmenter(model, mode)
     bands = int(getattr(segmenter.backend, "in_channels", 3))
     shown = check_rgb_bands(rgb_bands, bands)
@@ -317,9 +327,8 @@ def predict_files(model, inputs: Sequence[str | Path], output_dir: str | Path, p
             save_mask(mask, palette, mask_path)
         written.append(mask_path)
         if overlay_path is not None:
-            with atomic_path(overlay_path) as tmp:
-                picture = image if bands == 3 and rgb_bands is None else overlay_picture(image, shown)
-                Image.fromarray(blend(picture, mask, palette, alpha)).save(tmp, format="PNG")
+            picture = image if bands == 3 and rgb_bands is None else overlay_picture(image, shown)
+            write_png(Image.fromarray(blend(picture, mask, palette, alpha)), overlay_path)
     if failed:
         others = f"{len(written)} mask{'' if len(written) == 1 else 's'} written for the others"
         raise PredictionError(f"{len(failed)} of {len(plan)} images unreadable ({others}): {'; '.join(failed)}",

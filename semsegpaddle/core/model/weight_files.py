@@ -340,12 +340,17 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
     from safetensors.numpy import load_file
 
     try:
-        return dict(load_file(str(path)))
+        state = dict(load_file(str(path)))
     except TypeError as exc:  # numpy has no bfloat16: widen those to float32 ourselves
         if "bfloat16" not in str(exc):
             raise SemsegError(f"{path}: not a readable safetensors file ({exc})") from None
     except Exception as exc:
         raise SemsegError(f"{path}: not a readable safetensors file ({str(exc).splitlines()[0]})") from None
+    else:
+        # with ml_dtypes installed (onnxruntime's quantization brings it) safetensors returns bfloat16
+        # arrays numpy can hold; widen them too, exactly as the fallback does
+        return {key: value.astype(np.float32) if value.dtype.name == "bfloat16" else value
+                for key, value in state.items()}
     return _read_safetensors_widening_bf16(path)
 
 

@@ -82,6 +82,21 @@ def semseg_register_losses(register: Callable[..., None]) -> None:
     """
 
 
+@hookspec
+def semseg_register_loggers(register: Callable[..., None]) -> None:
+    """Contribute experiment loggers (trackers such as VisualDL, TensorBoard, MLflow).
+
+    Called once when plugins are loaded. Call ``register(name, factory, options=..., ...)`` once per
+    logger. ``factory(**options)`` gets the options of the logger's entry in ``runtime.loggers`` and
+    must return an object with the methods of :class:`semsegpaddle.core.engine.loggers.Logger`
+    (``start``, ``scalars``, ``artifact``, ``flush``, ``finish``). It runs in the main process before
+    the run folder is touched: raise :class:`~semsegpaddle.core.common.errors.SemsegError` with a
+    one-line message (e.g. the extra to install) when the logger cannot work, and leave imports of
+    heavy packages and any network or file access to ``start``. Only the main process logs; an
+    exception from a logger's method turns that logger off with one warning, training goes on.
+    """
+
+
 # -------------------------------------------------------------------------------------------------
 # configs
 # -------------------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "decoder": ("semseg_register_decoders", ("feature_info", "num_classes")),
     "dataset": ("semseg_register_datasets", ("split",)),
     "loss": ("semseg_register_losses", ("ignore_index",)),
+    "logger": ("semseg_register_loggers", ()),
 }
 
 __all__ = ["PluginFailure", "PluginState", "PluginWarning", "load_plugins", "new_state", "reset_plugins",
@@ -303,7 +304,7 @@ def reset_plugins(state: PluginState | None = None) -> None:
 
 
 def get_registry(kind: str) -> Registry:
-    """The registry of ``kind`` ('backbone', 'decoder', 'dataset' or 'loss') after loading plugins."""
+    """The registry of ``kind`` ('backbone', 'decoder', 'dataset', 'loss' or 'logger') after loading plugins."""
     return load_plugins().registries[kind]
 
 

@@ -1,0 +1,248 @@
+"""INT8 post-training quantization of an exported ONNX model, checked against the float32 model.
+
+The float32 ``model.onnx`` of an export is raised to a recent opset (per-channel quantization
+needs 13 or later), calibrated on images of the config's dataset and rewritten by onnxruntime's
+static quantizer in QDQ form: int8 weights per output channel, uint8 activations (the u8·s8 pair
+VNNI instructions multiply). Only the operators that carry the arithmetic are quantized (see
+:data:`QUANTIZED_OPS`); the last convolution (the classifier producing the logits) stays float32,
+as do resizing, softmax, concatenation and the element-wise additions and products.
+
+The result is then scored against the float32 model on held-back images, never the calibration
+ones: the share of pixels whose class agrees, and the mIoU of the int8 masks taking the float32
+masks as ground truth. :func:`check_agreement` refuses a model below the floor.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from semsegpaddle.core.common.errors import SemsegError
+
+#: calibration methods of onnxruntime's static quantizer, by the names the options take
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+#: minmax: within 0.25 mIoU of float32 on the quick-start model, and the quickest; percentile was
+#: 0.2 mIoU closer there but builds a 2048-bin histogram of every activation (see benchmarks/int8.py)
+DEFAULT_METHOD = "minmax"
+#: the least share of held-back pixels whose class must agree with the float32 model
+DEFAULT_FLOOR = 0.98
+DEFAULT_CALIB_IMAGES = 32
+#: held-back images scored at most
+VERIFY_IMAGES = 64
+#: opset the model is raised to before quantizing (per-channel QDQ needs ≥ 13)
+QUANT_OPSET = 17
+#: operator types quantized: the convolutions and matrix products that hold the arithmetic, and the
+#: ReLUs after them (onnxruntime fuses them into the int8 convolution). Add and Mul stay float32:
+#: they also carry the bilinear resizes, and quantizing them cost the quick-start model 5 mIoU
+QUANTIZED_OPS = ("Conv", "MatMul", "Gemm", "Relu")
+
+
+@dataclass
+class Int8Settings:
+    """What ``semseg export --int8`` was asked for, with the images it reads (each a float32
+    1×B×H×W batch of raw pixels: the model normalises)."""
+
+    calibration: list[np.ndarray]
+    held_back: list[np.ndarray]
+    method: str = DEFAULT_METHOD
+    floor: float = DEFAULT_FLOOR
+    force: bool = False
+    #: where the images came from, for export_info.json
+    source: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Int8Report:
+    """How the int8 model compares with the float32 model on the held-back images."""
+
+    agreement: float
+    miou_vs_fp32: float
+    held_back_images: int
+    pixels: int
+    excluded_nodes: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pixel_agreement": round(self.agreement, 6), "miou_vs_fp32": round(self.miou_vs_fp32, 6),
+                "held_back_images": self.held_back_images, "held_back_pixels": self.pixels,
+                "fp32_nodes_kept": self.excluded_nodes}
+
+
+def check_method(method: str) -> str:
+    """``method`` if it is a calibration method, else a one-line SemsegError."""
+    if method not in CALIBRATION_METHODS:
+        raise SemsegError(f"--calib-method: expected one of {', '.join(CALIBRATION_METHODS)}, got {method!r}")
+    return method
+
+
+def dataset_images(config: dict[str, Any], split: str, count: int, skip: Sequence[int] = ()) -> tuple[list[np.ndarray], list[int]]:
+    """Up to ``count`` images of the config's dataset ``split``, evenly spaced over it and not in
+    ``skip``, as float32 1×B×H×W batches of raw pixels (as the export takes them); and their indices."""
+    from semsegpaddle.core.data.datasets import checked_sample, create_dataset
+    from semsegpaddle.core.inference.segmenter import to_batch
+
+    dataset = create_dataset(config, split)
+    candidates = [index for index in range(len(dataset)) if index not in set(skip)]
+    if count < len(candidates):
+        candidates = [candidates[int(i)] for i in np.linspace(0, len(candidates) - 1, count).round()]
+    return [to_batch(checked_sample(dataset, index)[0]) for index in candidates], candidates
+
+
+def int8_settings(config: dict[str, Any], calib_images: int = DEFAULT_CALIB_IMAGES, calib_split: str | None = None,
+                  method: str = DEFAULT_METHOD, floor: float = DEFAULT_FLOOR, force: bool = False) -> Int8Settings:
+    """The calibration and held-back images of ``config``'s dataset for an int8 export:
+    ``calib_images`` of ``calib_split`` (default the training split), and up to
+    :data:`VERIFY_IMAGES` of the validation split that are not calibration images."""
+    check_int8_options(calib_images, floor, method)
+    dataset = config["dataset"]
+    calib_split = calib_split or dataset["train_split"]
+    calibration, used = dataset_images(config, calib_split, calib_images)
+    if not calibration:
+        raise SemsegError(f"--calib-split {calib_split}: the split has no images to calibrate on")
+    val_split = dataset["val_split"]
+    held_back, held = dataset_images(config, val_split, VERIFY_IMAGES, used if val_split == calib_split else ())
+    if not held_back:
+        raise SemsegError(f"dataset.val_split {val_split}: no images left to check the int8 model on "
+                          f"(every one is a calibration image); lower --calib-images")
+    source = {"dataset": dataset["name"], "calibration_split": calib_split, "calibration_images": len(calibration),
+              "held_back_split": val_split, "held_back_images": len(held_back)}
+    return Int8Settings(calibration, held_back, method, floor, force, source)
+
+
+def check_int8_options(calib_images: int, floor: float, method: str) -> None:
+    """One-line SemsegErrors for option values out of range, or when the packages are missing."""
+    try:
+        import onnxruntime.quantization  # noqa: F401  (it needs ml_dtypes, which onnxruntime alone lacks)
+        import paddle2onnx  # noqa: F401
+    except ImportError as exc:
+        raise SemsegError(f"--int8 needs onnxruntime's quantization tools ({exc}): "
+                          f"pip install 'semsegpaddle[onnx]'") from None
+    if calib_images < 1:
+        raise SemsegError(f"--calib-images: expected a number of images ≥ 1, got {calib_images}")
+    if not 0.0 <= floor <= 1.0:
+        raise SemsegError(f"--int8-floor: expected a share of pixels from 0 to 1, got {floor}")
+    check_method(method)
+
+
+def quantize_model(fp32_path: Path, int8_path: Path, settings: Int8Settings, work_dir: Path,
+                   op_types: Sequence[str] | None = QUANTIZED_OPS, activations: str = "uint8",
+                   keep_classifier: bool = True) -> list[str]:
+    """Write ``int8_path``: ``fp32_path`` at opset :data:`QUANT_OPSET`, statically quantized (QDQ)
+    with ``settings.calibration``; returns the names of the nodes kept in float32 on purpose.
+
+    The defaults are the export's; ``op_types`` (None: every type onnxruntime can quantize),
+    ``activations`` (``uint8`` or ``int8``) and ``keep_classifier`` exist for the measurements
+    that chose them (benchmarks/int8.py)."""
+    import onnx
+    from onnx import version_converter
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    fp32_path, int8_path, work_dir = fp32_path.resolve(), int8_path.resolve(), work_dir.resolve()
+    model = onnx.load(str(fp32_path))
+    if _opset(model) < QUANT_OPSET:
+        model = version_converter.convert_version(model, QUANT_OPSET)
+    raised, prepared = work_dir / "model_opset.onnx", work_dir / "model_prepared.onnx"
+    onnx.save(model, str(raised))
+    # onnxruntime's graph optimisation first: batch norms folded into the convolutions (their
+    # output ranges are then the ones calibrated) and every node named (exclusion goes by name);
+    # symbolic shape inference is skipped, it cannot follow the export's dynamic resizing
+    with _working_folder(work_dir):
+        quant_pre_process(str(raised), str(prepared), skip_symbolic_shape=True)
+    model = onnx.load(str(prepared))
+    keep = _classifier_nodes(model) if keep_classifier else []
+    name = model.graph.input[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self, batches: Iterable[np.ndarray]) -> None:
+            self._batches = iter(batches)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self._batches, None)
+            return None if batch is None else {name: batch}
+
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+               "percentile": CalibrationMethod.Percentile}
+    try:
+        with _working_folder(work_dir):
+            quantize_static(str(prepared), str(int8_path), Reader(settings.calibration), quant_format=QuantFormat.QDQ,
+                            op_types_to_quantize=None if op_types is None else list(op_types), per_channel=True,
+                            activation_type=QuantType.QUInt8 if activations == "uint8" else QuantType.QInt8,
+                            weight_type=QuantType.QInt8,
+                            calibrate_method=methods[check_method(settings.method)], nodes_to_exclude=keep,
+                            extra_options={"CalibTensorRangeSymmetric": False})
+    except Exception as exc:
+        raise SemsegError(f"int8 quantization ({settings.method} calibration) failed: "
+                          f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    finally:
+        raised.unlink(missing_ok=True)
+        prepared.unlink(missing_ok=True)
+    return keep
+
+
+def compare_models(fp32: Any, int8: Any, images: Sequence[np.ndarray], num_classes: int,
+                   excluded: Sequence[str] = ()) -> Int8Report:
+    """Score ``int8`` against ``fp32`` (functions from a batch to logits) on ``images``: the share of
+    pixels of equal class, and the mIoU of the int8 masks with the float32 masks as ground truth
+    (classes neither model predicts are left out of the mean)."""
+    table = np.zeros((num_classes, num_classes), np.int64)
+    for batch in images:
+        reference, got = fp32(batch).argmax(1).ravel(), int8(batch).argmax(1).ravel()
+        table += np.bincount(reference * num_classes + got, minlength=num_classes ** 2).reshape(table.shape)
+    pixels = int(table.sum())
+    agreement = float(np.trace(table)) / max(pixels, 1)
+    union = table.sum(0) + table.sum(1) - np.diag(table)
+    present = union > 0
+    miou = float(np.mean(np.diag(table)[present] / union[present])) if present.any() else 1.0
+    return Int8Report(agreement, miou, len(images), pixels, list(excluded))
+
+
+def check_agreement(report: Int8Report, settings: Int8Settings) -> None:
+    """A one-line SemsegError when the pixel agreement is below the floor (unless forced)."""
+    if report.agreement < settings.floor and not settings.force:
+        raise SemsegError(f"int8 model refused: it agrees with float32 on {report.agreement:.2%} of "
+                          f"{report.pixels} held-back pixels ({report.held_back_images} images, mIoU vs "
+                          f"float32 {report.miou_vs_fp32:.2%}), below the floor {settings.floor:.2%} "
+                          f"(--int8-floor); nothing written (--force-int8 writes it anyway)")
+
+
+@contextlib.contextmanager
+def _working_folder(folder: Path) -> Iterator[None]:
+    """Run onnxruntime's tools inside ``folder``: its symbolic shape inference drops a
+    ``sym_shape_infer_temp.onnx`` into the current folder when it gives up, which must not land
+    in the user's."""
+    previous = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def _opset(model: Any) -> int:
+    """The model's default-domain opset."""
+    return max((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), default=0)
+
+
+def _classifier_nodes(model: Any) -> list[str]:
+    """The convolutions feeding the graph's output without another convolution in between: the
+    classifier that produces the logits (after it, only resizing)."""
+    producers = {out: node for node in model.graph.node for out in node.output}
+    outputs = [o.name for o in model.graph.output]
+    found, seen, stack = [], set(), list(outputs)
+    while stack:
+        tensor = stack.pop()
+        node = producers.get(tensor)
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.op_type in ("Conv", "MatMul", "Gemm"):
+            found.append(node.name)
+            continue
+        stack.extend(node.input)
+    return found

@@ -1,0 +1,1 @@
+"""Built-in experiment loggers: VisualDL, TensorBoard and MLflow (each an optional extra)."""
