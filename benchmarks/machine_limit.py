@@ -42,10 +42,14 @@ print(json.dumps({"rates": rates, "kernels": kernels}))
 """
 
 
-def measure_limit(n: int = 4096, repeats: int = 5, unpin: bool = True) -> dict[str, Any]:
+def measure_limit(n: int = 4096, repeats: int = 5, unpin: bool = True, threads: int | None = None) -> dict[str, Any]:
     """``{"gflops": best rate, "median": median rate, "kernels": ..., "n": n}`` of numpy's float32
-    n³ matmul in a child process, with OpenBLAS's pinning variables removed when ``unpin``."""
+    n³ matmul in a child process on ``threads`` threads (default: every core this process may use),
+    with OpenBLAS's pinning variables removed when ``unpin``."""
+    threads = threads or len(os.sched_getaffinity(0))
     env = {k: v for k, v in os.environ.items() if not (unpin and k in PINNING)}
+    # importing paddle sets OMP_NUM_THREADS=1 in the parent: the child's BLAS gets the cores explicitly
+    env.update(OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
     done = subprocess.run([sys.executable, "-c", _CHILD, str(n), str(repeats)], env=env, capture_output=True,
                           text=True, check=True, timeout=600)
     result = json.loads(done.stdout.strip().splitlines()[-1])
