@@ -25,6 +25,7 @@ import hashlib
 import io
 import json
 import mmap
+import multiprocessing
 import os
 import warnings
 from pathlib import Path
@@ -73,17 +74,21 @@ class DecodedCache:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise DataError(f"train.cache_dir: cannot create folder {self.folder} ({exc.strerror or exc})") from None
-        # one byte shared with the loader workers forked later: set once the disk is full
+        # one byte shared with the loader workers forked later: set once the disk is full; the lock
+        # makes testing and setting it one step, so exactly one process warns
         self._full = mmap.mmap(-1, 1)
+        self._full_lock = multiprocessing.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_full"] = None  # an anonymous mapping does not pickle: a spawned process keeps its own flag
+        # an anonymous mapping and a lock do not pickle: a spawned process keeps its own flag
+        state["_full"] = state["_full_lock"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._full = mmap.mmap(-1, 1)
+        self._full_lock = multiprocessing.Lock()
 
     @property
     def full(self) -> bool:
@@ -130,8 +135,10 @@ class DecodedCache:
         except OSError as exc:
             if not is_disk_full(exc):
                 raise DataError(f"train.cache_dir: cannot write {destination} ({exc.strerror or exc})") from None
-            if not self.full:
+            with self._full_lock:
+                first = not self.full
                 self._full[0] = 1
+            if first:
                 warnings.warn(f"train.cache_dir: {exc}; decoding the samples not cached yet from their files "
                               f"for the rest of the run", stacklevel=2)
             return False
