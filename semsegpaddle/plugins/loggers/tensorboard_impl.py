@@ -12,7 +12,8 @@ import struct
 from pathlib import Path
 from typing import Any, Iterator
 
-from semsegpaddle.plugins.loggers.common import ARTIFACT_TAG, PARAMS_TAG, image_array, is_image, params_markdown
+from semsegpaddle.plugins.loggers.common import (ARTIFACT_TAG, PARAMS_TAG, WriterLogger, image_array, is_image,
+                                                params_markdown)
 
 FOLDER = "tensorboard"
 _HEADER = struct.Struct("<QI")  # record length, masked CRC of the length
@@ -61,13 +62,8 @@ def cut_after(folder: Path, step: int) -> list[str]:
     return texts
 
 
-class TensorBoardLogger:
+class TensorBoardLogger(WriterLogger):
     """Scalars, the config as text and the final files (images, text) as TensorBoard events."""
-
-    def __init__(self, *, flush_secs: int = 30) -> None:
-        self.flush_secs = flush_secs
-        self.writer: Any = None
-        self.last_step = 0
 
     def start(self, run: Any, params: dict[str, Any], resume_step: int) -> None:
         """Cut the earlier sessions' files back to ``resume_step`` (a fresh run removes them) and open
@@ -89,12 +85,6 @@ class TensorBoardLogger:
             self.writer.add_text(PARAMS_TAG, params_markdown(params), 0)
         self.last_step = resume_step
 
-    def scalars(self, step: int, values: dict[str, float]) -> None:
-        """One scalar event per tag at ``step``."""
-        for tag, value in values.items():
-            self.writer.add_scalar(tag, value, step)
-        self.last_step = step
-
     def artifact(self, path: Path) -> None:
         """An image file as an image, any other file as text, at the last step."""
         tag = f"{ARTIFACT_TAG}/{path.stem}"
@@ -103,13 +93,3 @@ class TensorBoardLogger:
         else:
             text = path.read_text(encoding="utf-8", errors="replace")
             self.writer.add_text(tag, "\n".join("    " + line for line in text.splitlines()), self.last_step)
-
-    def flush(self) -> None:
-        """Write buffered events."""
-        self.writer.flush()
-
-    def finish(self, status: str) -> None:
-        """Close the event file."""
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None

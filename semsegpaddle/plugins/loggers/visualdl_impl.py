@@ -14,7 +14,8 @@ from typing import Any
 
 from visualdl import LogWriter
 
-from semsegpaddle.plugins.loggers.common import ARTIFACT_TAG, PARAMS_TAG, image_array, is_image, params_markdown
+from semsegpaddle.plugins.loggers.common import (ARTIFACT_TAG, PARAMS_TAG, WriterLogger, image_array, is_image,
+                                                params_markdown)
 
 FOLDER = "visualdl"
 
@@ -36,13 +37,8 @@ def read_scalars(path: Path) -> dict[str, list[tuple[int, float, int]]]:
             for tag in tags}
 
 
-class VisualDLLogger:
+class VisualDLLogger(WriterLogger):
     """Scalars, the config as text and the final files (images, text) in a VisualDL record file."""
-
-    def __init__(self, *, flush_secs: int = 30) -> None:
-        self.flush_secs = flush_secs
-        self.writer: Any = None
-        self.last_step = 0
 
     def start(self, run: Any, params: dict[str, Any], resume_step: int) -> None:
         """Open a new record file holding the earlier session's scalars up to ``resume_step``."""
@@ -65,12 +61,6 @@ class VisualDLLogger:
                 old.unlink()
         self.last_step = resume_step
 
-    def scalars(self, step: int, values: dict[str, float]) -> None:
-        """One value per tag at ``step``."""
-        for tag, value in values.items():
-            self.writer.add_scalar(tag, value, step)
-        self.last_step = step
-
     def artifact(self, path: Path) -> None:
         """An image file as an image, any other file as text, at the last step."""
         tag = f"{ARTIFACT_TAG}/{path.stem}"
@@ -78,13 +68,3 @@ class VisualDLLogger:
             self.writer.add_image(tag, image_array(path), self.last_step)
         else:
             self.writer.add_text(tag, path.read_text(encoding="utf-8", errors="replace"), self.last_step)
-
-    def flush(self) -> None:
-        """Write buffered records."""
-        self.writer.flush()
-
-    def finish(self, status: str) -> None:
-        """Close the record file."""
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
