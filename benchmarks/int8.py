@@ -145,17 +145,19 @@ def accuracy(run: Path, size: int, batch: int, calib_images: int, repeat: int, t
     return rows
 
 
-def write_results(path: Path, lines: list[str], command: str, threads: int) -> None:
-    """Replace the INT8 section of ``path`` (between BEGIN and END; appended when absent)."""
+def write_results(path: Path, lines: list[str], command: str, threads: int, markers: tuple[str, str] = (BEGIN, END),
+                  title: str = "INT8 inference (`benchmarks/int8.py`)") -> None:
+    """Replace the section of ``path`` between ``markers`` (appended when absent) by ``title`` and ``lines``."""
+    begin, end = markers
     load = " ".join(f"{v:.1f}" for v in __import__("os").getloadavg())
-    section = [BEGIN, "## INT8 inference (`benchmarks/int8.py`)", "",
+    section = [begin, f"## {title}", "",
                f"- measured {datetime.date.today()}, {platform.processor() or platform.machine()}, {threads} threads, "
                f"load average at the end {load} (other jobs shared the machine: compare within a table only)",
-               f"- command: `{command}`", "", *lines, END]
+               f"- command: `{command}`", "", *lines, end]
     text = path.read_text(encoding="utf-8") if path.is_file() else ""
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + "\n".join(section) + rest.split(END, 1)[1]
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + "\n".join(section) + rest.split(end, 1)[1]
     else:
         text = text.rstrip("\n") + "\n\n" + "\n".join(section) + "\n"
     path.write_text(text, encoding="utf-8")

@@ -145,3 +145,76 @@ def test_int8_option_errors_are_usage_errors(trained, options, message):
     result = invoke("export", *args, "--output", str(tmp_path / "never"), *options)
     assert result.exit_code == 2 and message in result.output
     assert not (tmp_path / "never").exists()
+
+
+def _quantized_convs(path) -> set[str]:
+    """Names of the convolutions of the ONNX file ``path`` whose weights come through a DequantizeLinear."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    producers = {output: node.op_type for node in graph.node for output in node.output}
+    return {node.name for node in graph.node if node.op_type == "Conv" and producers.get(node.input[1]) == "DequantizeLinear"}
+
+
+def test_quantize_model_options_choose_the_nodes_and_reuse_the_calibration(int8_export, tmp_path):
+    """The knobs the int8 benchmarks turn: nodes kept float32, one node alone, 16-bit activations,
+    and a calibration cache that makes a second call ignore its images."""
+    import onnx
+
+    from semsegpaddle.core.inference import quantize
+
+    out, _ = int8_export
+    prepared = tmp_path / "prepared.onnx"
+    quantize.prepare_for_quantization(out / "model.onnx", prepared, tmp_path)
+    classifier = set(quantize._classifier_nodes(onnx.load(str(prepared))))
+    convs = sorted(node.name for node in onnx.load(str(prepared)).graph.node if node.op_type == "Conv")
+    body = [name for name in convs if name not in classifier]
+    assert len(body) >= 2 and classifier
+    rng = np.random.default_rng(0)
+    images = [rng.uniform(0, 255, (1, 3, 32, 32)).astype(np.float32) for _ in range(3)]
+    settings = quantize.Int8Settings(images, [])
+
+    quantize.quantize_model(out / "model.onnx", tmp_path / "default.onnx", settings, tmp_path)
+    assert _quantized_convs(tmp_path / "default.onnx") == set(body)
+    kept = quantize.quantize_model(out / "model.onnx", tmp_path / "keep.onnx", settings, tmp_path, keep_nodes=body[:1])
+    assert set(kept) == classifier | {body[0]}
+    assert _quantized_convs(tmp_path / "keep.onnx") == set(body[1:])
+    quantize.quantize_model(out / "model.onnx", tmp_path / "one.onnx", settings, tmp_path, only_nodes=body[-1:])
+    assert _quantized_convs(tmp_path / "one.onnx") == {body[-1]}
+    quantize.quantize_model(out / "model.onnx", tmp_path / "u16.onnx", settings, tmp_path, activations="uint16")
+    zero_points = [init for init in onnx.load(str(tmp_path / "u16.onnx")).graph.initializer
+                   if init.name.endswith("_zero_point") and init.data_type == onnx.TensorProto.UINT16]
+    assert zero_points
+
+    cache = tmp_path / "ranges.json"
+    quantize.quantize_model(out / "model.onnx", tmp_path / "first.onnx", settings, tmp_path, calibration_cache=cache)
+    assert cache.is_file()
+    grey = quantize.Int8Settings([np.full((1, 3, 32, 32), 128, np.float32)], [])
+    quantize.quantize_model(out / "model.onnx", tmp_path / "cached.onnx", grey, tmp_path, calibration_cache=cache)
+    quantize.quantize_model(out / "model.onnx", tmp_path / "grey.onnx", grey, tmp_path)
+    first, cached, fresh = (onnx.load(str(tmp_path / f"{n}.onnx")) for n in ("first", "cached", "grey"))
+    assert cached.graph.initializer == first.graph.initializer  # the ranges came from the cache, not the grey image
+    assert fresh.graph.initializer != first.graph.initializer
+
+
+def test_entropy_calibration_chooses_other_ranges_than_minmax(int8_export, tmp_path):
+    """onnxruntime's own entropy settings leave the full range as the only candidate (minmax's
+    ranges); the export's calibrator has room to clip, so the two models differ."""
+    import onnx
+
+    from semsegpaddle.core.inference import quantize
+
+    out, _ = int8_export
+    rng = np.random.default_rng(1)
+    images = [rng.uniform(0, 255, (1, 3, 32, 32)).astype(np.float32) for _ in range(3)]
+    scales = {}
+    for method in ("minmax", "entropy"):
+        quantize.quantize_model(out / "model.onnx", tmp_path / f"{method}.onnx",
+                                quantize.Int8Settings(images, [], method=method), tmp_path)
+        scales[method] = {init.name: onnx.numpy_helper.to_array(init) for init in
+                          onnx.load(str(tmp_path / f"{method}.onnx")).graph.initializer
+                          if init.name.endswith("_scale") and init.dims == []}
+    assert scales["minmax"].keys() == scales["entropy"].keys()
+    clipped = [name for name in scales["minmax"] if scales["entropy"][name] < scales["minmax"][name] * 0.999]
+    assert clipped  # some activation range was narrowed
+    assert not (tmp_path / "calibration_entropy.json").exists()  # its temporary ranges are gone

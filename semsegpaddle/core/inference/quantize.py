@@ -39,6 +39,11 @@ QUANT_OPSET = 17
 #: ReLUs after them (onnxruntime fuses them into the int8 convolution). Add and Mul stay float32:
 #: they also carry the bilinear resizes, and quantizing them cost the quick-start model 5 mIoU
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm", "Relu")
+#: histogram bins of the entropy calibration, and the quantized bins each candidate range is
+#: compared in (TensorRT's figures: 128 levels on either side of zero)
+ENTROPY_BINS, ENTROPY_QUANTIZED_BINS = 2048, 128
+#: activation types by the names ``quantize_model`` takes (onnxruntime's QuantType members)
+ACTIVATION_TYPES = {"uint8": lambda q: q.QUInt8, "int8": lambda q: q.QInt8, "uint16": lambda q: q.QUInt16}
 
 
 @dataclass
@@ -127,35 +132,50 @@ def check_int8_options(calib_images: int, floor: float, method: str) -> None:
     check_method(method)
 
 
-def quantize_model(fp32_path: Path, int8_path: Path, settings: Int8Settings, work_dir: Path,
-                   op_types: Sequence[str] | None = QUANTIZED_OPS, activations: str = "uint8",
-                   keep_classifier: bool = True) -> list[str]:
-    """Write ``int8_path``: ``fp32_path`` at opset :data:`QUANT_OPSET`, statically quantized (QDQ)
-    with ``settings.calibration``; returns the names of the nodes kept in float32 on purpose.
-
-    The defaults are the export's; ``op_types`` (None: every type onnxruntime can quantize),
-    ``activations`` (``uint8`` or ``int8``) and ``keep_classifier`` exist for the measurements
-    that chose them (benchmarks/int8.py)."""
+def prepare_for_quantization(fp32_path: Path, prepared: Path, work_dir: Path) -> None:
+    """Write ``prepared``: ``fp32_path`` raised to opset :data:`QUANT_OPSET` and put through
+    onnxruntime's graph optimisation (batch norms folded into the convolutions, so that their
+    output ranges are the ones calibrated, and every node named: exclusion goes by name); the
+    float32 model the int8 one is made from."""
     import onnx
     from onnx import version_converter
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
-
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    fp32_path, int8_path, work_dir = fp32_path.resolve(), int8_path.resolve(), work_dir.resolve()
     model = onnx.load(str(fp32_path))
     if _opset(model) < QUANT_OPSET:
         model = version_converter.convert_version(model, QUANT_OPSET)
-    raised, prepared = work_dir / "model_opset.onnx", work_dir / "model_prepared.onnx"
+    raised = work_dir / "model_opset.onnx"
     onnx.save(model, str(raised))
-    # onnxruntime's graph optimisation first: batch norms folded into the convolutions (their
-    # output ranges are then the ones calibrated) and every node named (exclusion goes by name);
-    # symbolic shape inference is skipped, it cannot follow the export's dynamic resizing
-    with _working_folder(work_dir):
-        quant_pre_process(str(raised), str(prepared), skip_symbolic_shape=True)
+    try:
+        # symbolic shape inference is skipped: it cannot follow the export's dynamic resizing
+        with _working_folder(work_dir):
+            quant_pre_process(str(raised), str(prepared), skip_symbolic_shape=True)
+    finally:
+        raised.unlink(missing_ok=True)
+
+
+def quantize_model(fp32_path: Path, int8_path: Path, settings: Int8Settings, work_dir: Path,
+                   op_types: Sequence[str] | None = QUANTIZED_OPS, activations: str = "uint8",
+                   keep_classifier: bool = True, keep_nodes: Sequence[str] = (),
+                   extra_options: dict[str, Any] | None = None, calibration_cache: Path | None = None,
+                   only_nodes: Sequence[str] | None = None) -> list[str]:
+    """Write ``int8_path``: ``fp32_path`` at opset :data:`QUANT_OPSET`, statically quantized (QDQ)
+    with ``settings.calibration``; returns the names of the nodes kept in float32 on purpose.
+
+    The defaults are the export's. ``op_types`` (None: every type onnxruntime can quantize),
+    ``activations`` (``uint8``, ``int8`` or ``uint16``), ``keep_classifier``, ``keep_nodes`` (more
+    nodes left in float32, by name), ``only_nodes`` (quantize these alone), ``extra_options``
+    (onnxruntime's, e.g. ``CalibPercentile``) and ``calibration_cache`` (a file keeping the calibrated ranges between calls with the same
+    images and method) exist for the measurements that chose them (benchmarks/int8*.py)."""
+    import onnx
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+
+    fp32_path, int8_path, work_dir = fp32_path.resolve(), int8_path.resolve(), work_dir.resolve()
+    prepared = work_dir / "model_prepared.onnx"
+    prepare_for_quantization(fp32_path, prepared, work_dir)
     model = onnx.load(str(prepared))
-    keep = _classifier_nodes(model) if keep_classifier else []
+    keep = (_classifier_nodes(model) if keep_classifier else []) + list(keep_nodes)
     name = model.graph.input[0].name
 
     class Reader(CalibrationDataReader):
@@ -168,21 +188,50 @@ def quantize_model(fp32_path: Path, int8_path: Path, settings: Int8Settings, wor
 
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}
+    own_cache = None
     try:
         with _working_folder(work_dir):
+            if check_method(settings.method) == "entropy" and not (calibration_cache and calibration_cache.is_file()):
+                if calibration_cache is None:
+                    calibration_cache = own_cache = work_dir / "calibration_entropy.json"
+                _calibrate_entropy(prepared, Reader(settings.calibration), op_types, calibration_cache, work_dir)
             quantize_static(str(prepared), str(int8_path), Reader(settings.calibration), quant_format=QuantFormat.QDQ,
                             op_types_to_quantize=None if op_types is None else list(op_types), per_channel=True,
-                            activation_type=QuantType.QUInt8 if activations == "uint8" else QuantType.QInt8,
-                            weight_type=QuantType.QInt8,
+                            activation_type=ACTIVATION_TYPES[activations](QuantType), weight_type=QuantType.QInt8,
                             calibrate_method=methods[check_method(settings.method)], nodes_to_exclude=keep,
-                            extra_options={"CalibTensorRangeSymmetric": False})
+                            nodes_to_quantize=None if only_nodes is None else list(only_nodes),
+                            calibration_cache_path=None if calibration_cache is None else str(calibration_cache),
+                            extra_options={"CalibTensorRangeSymmetric": False, **(extra_options or {})})
     except Exception as exc:
         raise SemsegError(f"int8 quantization ({settings.method} calibration) failed: "
                           f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
     finally:
-        raised.unlink(missing_ok=True)
         prepared.unlink(missing_ok=True)
+        if own_cache is not None:
+            own_cache.unlink(missing_ok=True)
     return keep
+
+
+def _calibrate_entropy(prepared: Path, reader: Any, op_types: Sequence[str] | None, cache: Path, work_dir: Path) -> None:
+    """Write into ``cache`` the activation ranges that minimise the KL divergence between each
+    activation's histogram (:data:`ENTROPY_BINS` bins) and its quantized form.
+
+    onnxruntime's ``quantize_static`` builds its entropy calibrator with 128 histogram bins and 128
+    quantized bins, which leaves one candidate range, the full one: its "entropy" ranges are
+    minmax's. The calibrator built here has room to choose."""
+    from onnxruntime.quantization import CalibrationMethod
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+    calibrator = create_calibrator(prepared, None if op_types is None else list(op_types),
+                                   augmented_model_path=str(work_dir / "model_augmented.onnx"),
+                                   calibrate_method=CalibrationMethod.Entropy,
+                                   extra_options={"symmetric": False, "num_bins": ENTROPY_BINS,
+                                                  "num_quantized_bins": ENTROPY_QUANTIZED_BINS})
+    try:
+        calibrator.collect_data(reader)
+        save_tensors_data(calibrator.compute_data(), cache)
+    finally:
+        (work_dir / "model_augmented.onnx").unlink(missing_ok=True)
 
 
 def compare_models(fp32: Any, int8: Any, images: Sequence[np.ndarray], num_classes: int,
