@@ -160,3 +160,22 @@ def test_a_pspnet_pyramid_exports_to_onnx_and_both_backends_match(tmp_path):
     expected = DynamicBackend(model)(x)
     for runner in (OnnxRuntimeBackend(tmp_path / "psp", threads=2), PaddleInferenceBackend(tmp_path / "psp", threads=2)):
         assert float(np.abs(runner(x) - expected).max()) <= 1e-5 * float(np.abs(expected).max())
+
+
+def test_a_resnet_vd_with_a_pooled_shortcut_in_a_dilated_stage_exports_to_onnx(tmp_path):
+    """ResNet-vd at output stride 8 in timm's style averages 2×2 over a zero-padded edge on the
+    shortcut of each dilated stage; onnxruntime must give the model's logits for it (its Pad +
+    AveragePool form once came out at 1e12)."""
+    model = build_model(config_from_dict({"model": {
+        "backbone": {"name": "resnet", "depth": 18, "stem": "deep_avgdown", "output_stride": 8},
+        "decoder": {"name": "fcn", "in_level": -1}}}), 3, pretrained=False)
+    rng = np.random.default_rng(0)
+    for name, tensor in model.state_dict().items():
+        if name.endswith("._mean"):
+            tensor.set_value(rng.normal(0, 0.1, tensor.shape).astype(np.float32))
+    model.eval()
+    export_model(model, tmp_path / "vd", ["a", "b", "c"], PALETTE, check_sizes=((32, 48),), onnx=True)
+    x = _batch(3, 2, 45, 61)
+    expected = DynamicBackend(model)(x)
+    got = OnnxRuntimeBackend(tmp_path / "vd", threads=2)(x)
+    assert float(np.abs(got - expected).max()) <= 1e-5 * float(np.abs(expected).max())

@@ -63,11 +63,16 @@ class _SamePadAvgPool(nn.Layer):
     """2×2 stride-1 average over a zero-padded right/bottom edge (timm's ``AvgPool2dSame(2, 1)``).
 
     The padded zeros count in the mean, exactly as in timm; used in the avg-down shortcut of a
-    dilated stage, where the pooling must not reduce the resolution.
+    dilated stage, where the pooling must not reduce the resolution. Written as shifted sums
+    rather than pad + pool: that pair, traced and converted by paddle2onnx, gave onnxruntime
+    logits off by 1e12.
     """
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        return F.avg_pool2d(F.pad(x, [0, 1, 0, 1]), kernel_size=2, stride=1)
+        right = paddle.concat([x[:, :, :, 1:], paddle.zeros_like(x[:, :, :, :1])], axis=3)
+        rows = x + right
+        below = paddle.concat([rows[:, :, 1:, :], paddle.zeros_like(rows[:, :, :1, :])], axis=2)
+        return (rows + below) * 0.25
 
 
 class BasicBlock(nn.Layer):
