@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import paddle
-import paddle.nn.functional as F
 from paddle import nn
 
 from semsegpaddle.core.model.backbone_options import check_common_options, invalid_option
