@@ -82,6 +82,11 @@ def test_int8_export_agrees_with_float32_above_the_floor(int8_export):
     assert figures["held_back_pixels"] == 12 * 32 * 32
     assert 0.98 <= figures["pixel_agreement"] <= 1.0 and 0.0 < figures["miou_vs_fp32"] <= 1.0
     assert figures["fp32_nodes_kept"]  # the classifier convolution stays float32
+    # the held-back images are labelled: both models are scored against the labels too
+    assert 0.5 < figures["labels_miou_fp32"] <= 1.0
+    assert figures["labels_miou_int8"] == pytest.approx(figures["labels_miou_fp32"], abs=0.05)
+    assert (f"on their labels mIoU int8 {100 * figures['labels_miou_int8']:.2f} vs float32 "
+            f"{100 * figures['labels_miou_fp32']:.2f}") in output
     assert {p.name for p in out.iterdir()} == {"model.json", "model.pdiparams", "model.onnx", "model_int8.onnx",
                                                "export_info.json"}
     import onnx
@@ -123,6 +128,7 @@ def test_a_blank_calibration_is_refused_and_writes_nothing(trained):
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "int8 model refused: it agrees with float32 on" in lines[0]
     assert "below the floor 98.00% (--int8-floor); nothing written" in lines[0]
+    assert "on their labels mIoU int8 " in lines[0]  # what the user weighs before --force-int8
     assert not out.exists() and not list(tmp_path.glob(".refused*"))
 
     result = invoke("export", *args, "--output", str(out), "--int8", "--calib-split", "blank", "--calib-images", "1",

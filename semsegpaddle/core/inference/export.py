@@ -115,7 +115,7 @@ def _quantize(staging: Path, settings: Int8Settings, num_classes: int, verbose: 
     for path in (fp32_path, int8_path):
         session = onnx_session(path, verbose=verbose)
         runners.append(lambda x, s=session, n=session.get_inputs()[0].name: s.run(None, {n: x})[0])
-    report = quantize.compare_models(*runners, settings.held_back, num_classes, kept)
+    report = quantize.compare_models(*runners, settings.held_back, num_classes, kept, settings.held_back_labels)
     quantize.check_agreement(report, settings)
     return {"file": INT8_ONNX_FILE, "method": settings.method, **settings.source,
             "floor": settings.floor, "forced": bool(settings.force and report.agreement < settings.floor),

@@ -58,6 +58,8 @@ class Int8Settings:
     force: bool = False
     #: where the images came from, for export_info.json
     source: dict[str, Any] = field(default_factory=dict)
+    #: the labels of the held-back images (H×W class maps), when the dataset has them
+    held_back_labels: list[np.ndarray] = field(default_factory=list)
 
 
 @dataclass
@@ -69,11 +71,25 @@ class Int8Report:
     held_back_images: int
     pixels: int
     excluded_nodes: list[str]
+    #: mIoU of the float32 and of the int8 masks against the held-back images' labels (None without labels)
+    labels_miou_fp32: float | None = None
+    labels_miou_int8: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"pixel_agreement": round(self.agreement, 6), "miou_vs_fp32": round(self.miou_vs_fp32, 6),
-                "held_back_images": self.held_back_images, "held_back_pixels": self.pixels,
-                "fp32_nodes_kept": self.excluded_nodes}
+        figures = {"pixel_agreement": round(self.agreement, 6), "miou_vs_fp32": round(self.miou_vs_fp32, 6),
+                   "held_back_images": self.held_back_images, "held_back_pixels": self.pixels,
+                   "fp32_nodes_kept": self.excluded_nodes}
+        if self.labels_miou_fp32 is not None:
+            figures.update(labels_miou_fp32=round(self.labels_miou_fp32, 6),
+                           labels_miou_int8=round(float(self.labels_miou_int8), 6))
+        return figures
+
+    def labels_summary(self) -> str:
+        """``"; on their labels mIoU int8 X vs float32 Y"`` when the labels were scored, else ``""``."""
+        if self.labels_miou_fp32 is None:
+            return ""
+        return (f"; on their labels mIoU int8 {100 * float(self.labels_miou_int8):.2f} vs float32 "
+                f"{100 * self.labels_miou_fp32:.2f}")
 
 
 def check_method(method: str) -> str:
@@ -114,7 +130,15 @@ def int8_settings(config: dict[str, Any], calib_images: int = DEFAULT_CALIB_IMAG
                           f"(every one is a calibration image); lower --calib-images")
     source = {"dataset": dataset["name"], "calibration_split": calib_split, "calibration_images": len(calibration),
               "held_back_split": val_split, "held_back_images": len(held_back)}
-    return Int8Settings(calibration, held_back, method, floor, force, source)
+    return Int8Settings(calibration, held_back, method, floor, force, source, dataset_labels(config, val_split, held))
+
+
+def dataset_labels(config: dict[str, Any], split: str, indices: Sequence[int]) -> list[np.ndarray]:
+    """The labels of samples ``indices`` of the config's dataset ``split``."""
+    from semsegpaddle.core.data.datasets import checked_sample, create_dataset
+
+    dataset = create_dataset(config, split)
+    return [np.asarray(checked_sample(dataset, index)[1]) for index in indices]
 
 
 def check_int8_options(calib_images: int, floor: float, method: str) -> None:
@@ -235,20 +259,41 @@ def _calibrate_entropy(prepared: Path, reader: Any, op_types: Sequence[str] | No
 
 
 def compare_models(fp32: Any, int8: Any, images: Sequence[np.ndarray], num_classes: int,
-                   excluded: Sequence[str] = ()) -> Int8Report:
+                   excluded: Sequence[str] = (), labels: Sequence[np.ndarray] = ()) -> Int8Report:
     """Score ``int8`` against ``fp32`` (functions from a batch to logits) on ``images``: the share of
     pixels of equal class, and the mIoU of the int8 masks with the float32 masks as ground truth
-    (classes neither model predicts are left out of the mean)."""
+    (classes neither model predicts are left out of the mean). With ``labels`` (one per image),
+    also each model's mIoU against them (label values outside the classes, the ignore label, left out)."""
     table = np.zeros((num_classes, num_classes), np.int64)
-    for batch in images:
+    truth = {"fp32": np.zeros_like(table), "int8": np.zeros_like(table)}
+    for index, batch in enumerate(images):
         reference, got = fp32(batch).argmax(1).ravel(), int8(batch).argmax(1).ravel()
-        table += np.bincount(reference * num_classes + got, minlength=num_classes ** 2).reshape(table.shape)
+        table += _confusion(reference, got, num_classes)
+        if index < len(labels):
+            label = np.asarray(labels[index]).ravel()
+            if label.size == reference.size:
+                valid = label < num_classes
+                truth["fp32"] += _confusion(label[valid], reference[valid], num_classes)
+                truth["int8"] += _confusion(label[valid], got[valid], num_classes)
     pixels = int(table.sum())
     agreement = float(np.trace(table)) / max(pixels, 1)
+    report = Int8Report(agreement, _miou(table), len(images), pixels, list(excluded))
+    if truth["fp32"].sum():
+        report.labels_miou_fp32, report.labels_miou_int8 = _miou(truth["fp32"]), _miou(truth["int8"])
+    return report
+
+
+def _confusion(truth: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    """The num_classes² table counting (truth, predicted) pairs."""
+    return np.bincount(truth.astype(np.int64) * num_classes + predicted, minlength=num_classes ** 2).reshape(
+        num_classes, num_classes)
+
+
+def _miou(table: np.ndarray) -> float:
+    """Mean IoU of a confusion table over the classes present in either axis (1.0 when none is)."""
     union = table.sum(0) + table.sum(1) - np.diag(table)
     present = union > 0
-    miou = float(np.mean(np.diag(table)[present] / union[present])) if present.any() else 1.0
-    return Int8Report(agreement, miou, len(images), pixels, list(excluded))
+    return float(np.mean(np.diag(table)[present] / union[present])) if present.any() else 1.0
 
 
 def check_agreement(report: Int8Report, settings: Int8Settings) -> None:
@@ -256,8 +301,8 @@ def check_agreement(report: Int8Report, settings: Int8Settings) -> None:
     if report.agreement < settings.floor and not settings.force:
         raise SemsegError(f"int8 model refused: it agrees with float32 on {report.agreement:.2%} of "
                           f"{report.pixels} held-back pixels ({report.held_back_images} images, mIoU vs "
-                          f"float32 {report.miou_vs_fp32:.2%}), below the floor {settings.floor:.2%} "
-                          f"(--int8-floor); nothing written (--force-int8 writes it anyway)")
+                          f"float32 {report.miou_vs_fp32:.2%}{report.labels_summary()}), below the floor "
+                          f"{settings.floor:.2%} (--int8-floor); nothing written (--force-int8 writes it anyway)")
 
 
 @contextlib.contextmanager
