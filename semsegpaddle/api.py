@@ -29,7 +29,8 @@ __all__ = ["SemsegError", "BackendOptionError", "TrainingStopped", "load_config"
            "launch_training", "evaluate", "predict", "load_model", "load_backend", "check_backend_options",
            "resolve_config", "checkpoint_labels", "default_weights", "export", "score_predictions",
            "score_prediction_folder", "write_metrics", "write_json", "write_report", "report_run",
-           "convert_weights", "convert_model_weights", "is_backbone", "is_url", "serve"]
+           "convert_weights", "convert_model_weights", "is_backbone", "is_url", "serve",
+           "int8_labels_summary"]
 
 #: public names defined in the core, served on first access (each a light import or a paddle one)
 _FORWARDED = {
@@ -50,6 +51,7 @@ _FORWARDED = {
     "is_url": "semsegpaddle.core.engine.restore",
     "write_report": "semsegpaddle.core.engine.report",
     "report_run": "semsegpaddle.core.engine.report",
+    "int8_labels_summary": "semsegpaddle.core.inference.quantize",
 }
 
 

@@ -584,16 +584,8 @@ def export(args: tuple[str, ...], weights: str | None, output_dir: str, onnx: bo
         forced = " (below the floor: written with --force-int8)" if figures["forced"] else ""
         click.echo(f"int8 model {figures['file']}: agrees with float32 on {figures['pixel_agreement']:.2%} of "
                    f"{figures['held_back_pixels']} pixels of {figures['held_back_images']} held-back images, "
-                   f"mIoU vs float32 {figures['miou_vs_fp32']:.2%}{_labels_summary(figures)} "
+                   f"mIoU vs float32 {figures['miou_vs_fp32']:.2%}{api.int8_labels_summary(figures)} "
                    f"(floor {figures['floor']:.2%}){forced}")
-
-
-def _labels_summary(figures: dict) -> str:
-    """The held-back labels' mIoU of both models, as the int8 line of ``export`` shows it."""
-    if "labels_miou_fp32" not in figures:
-        return ""
-    return (f"; on their labels mIoU int8 {100 * figures['labels_miou_int8']:.2f} vs float32 "
-            f"{100 * figures['labels_miou_fp32']:.2f}")
 
 
 @cli.command()

@@ -84,12 +84,15 @@ class Int8Report:
                            labels_miou_int8=round(float(self.labels_miou_int8), 6))
         return figures
 
-    def labels_summary(self) -> str:
-        """``"; on their labels mIoU int8 X vs float32 Y"`` when the labels were scored, else ``""``."""
-        if self.labels_miou_fp32 is None:
-            return ""
-        return (f"; on their labels mIoU int8 {100 * float(self.labels_miou_int8):.2f} vs float32 "
-                f"{100 * self.labels_miou_fp32:.2f}")
+
+
+def int8_labels_summary(figures: dict[str, Any]) -> str:
+    """``"; on their labels mIoU int8 X vs float32 Y"`` for the figures of :meth:`Int8Report.to_json`
+    when the held-back labels were scored, else ``""``."""
+    if "labels_miou_fp32" not in figures:
+        return ""
+    return (f"; on their labels mIoU int8 {100 * figures['labels_miou_int8']:.2f} vs float32 "
+            f"{100 * figures['labels_miou_fp32']:.2f}")
 
 
 def check_method(method: str) -> str:
@@ -99,9 +102,10 @@ def check_method(method: str) -> str:
     return method
 
 
-def dataset_images(config: dict[str, Any], split: str, count: int, skip: Sequence[int] = ()) -> tuple[list[np.ndarray], list[int]]:
+def dataset_images(config: dict[str, Any], split: str, count: int, skip: Sequence[int] = ()) -> tuple[list[np.ndarray], list[np.ndarray], list[int]]:
     """Up to ``count`` images of the config's dataset ``split``, evenly spaced over it and not in
-    ``skip``, as float32 1×B×H×W batches of raw pixels (as the export takes them); and their indices."""
+    ``skip``, as float32 1×B×H×W batches of raw pixels (as the export takes them); their labels;
+    and their indices."""
     from semsegpaddle.core.data.datasets import checked_sample, create_dataset
     from semsegpaddle.core.inference.segmenter import to_batch
 
@@ -109,7 +113,8 @@ def dataset_images(config: dict[str, Any], split: str, count: int, skip: Sequenc
     candidates = [index for index in range(len(dataset)) if index not in set(skip)]
     if count < len(candidates):
         candidates = [candidates[int(i)] for i in np.linspace(0, len(candidates) - 1, count).round()]
-    return [to_batch(checked_sample(dataset, index)[0]) for index in candidates], candidates
+    samples = [checked_sample(dataset, index)[:2] for index in candidates]
+    return [to_batch(image) for image, _ in samples], [np.asarray(label) for _, label in samples], candidates
 
 
 def int8_settings(config: dict[str, Any], calib_images: int = DEFAULT_CALIB_IMAGES, calib_split: str | None = None,
@@ -120,25 +125,17 @@ def int8_settings(config: dict[str, Any], calib_images: int = DEFAULT_CALIB_IMAG
     check_int8_options(calib_images, floor, method)
     dataset = config["dataset"]
     calib_split = calib_split or dataset["train_split"]
-    calibration, used = dataset_images(config, calib_split, calib_images)
+    calibration, _, used = dataset_images(config, calib_split, calib_images)
     if not calibration:
         raise SemsegError(f"--calib-split {calib_split}: the split has no images to calibrate on")
     val_split = dataset["val_split"]
-    held_back, held = dataset_images(config, val_split, VERIFY_IMAGES, used if val_split == calib_split else ())
+    held_back, labels, _ = dataset_images(config, val_split, VERIFY_IMAGES, used if val_split == calib_split else ())
     if not held_back:
         raise SemsegError(f"dataset.val_split {val_split}: no images left to check the int8 model on "
                           f"(every one is a calibration image); lower --calib-images")
     source = {"dataset": dataset["name"], "calibration_split": calib_split, "calibration_images": len(calibration),
               "held_back_split": val_split, "held_back_images": len(held_back)}
-    return Int8Settings(calibration, held_back, method, floor, force, source, dataset_labels(config, val_split, held))
-
-
-def dataset_labels(config: dict[str, Any], split: str, indices: Sequence[int]) -> list[np.ndarray]:
-    """The labels of samples ``indices`` of the config's dataset ``split``."""
-    from semsegpaddle.core.data.datasets import checked_sample, create_dataset
-
-    dataset = create_dataset(config, split)
-    return [np.asarray(checked_sample(dataset, index)[1]) for index in indices]
+    return Int8Settings(calibration, held_back, method, floor, force, source, labels)
 
 
 def check_int8_options(calib_images: int, floor: float, method: str) -> None:
@@ -264,36 +261,25 @@ def compare_models(fp32: Any, int8: Any, images: Sequence[np.ndarray], num_class
     pixels of equal class, and the mIoU of the int8 masks with the float32 masks as ground truth
     (classes neither model predicts are left out of the mean). With ``labels`` (one per image),
     also each model's mIoU against them (label values outside the classes, the ignore label, left out)."""
-    table = np.zeros((num_classes, num_classes), np.int64)
-    truth = {"fp32": np.zeros_like(table), "int8": np.zeros_like(table)}
+    from semsegpaddle.core.inference.metrics import ConfusionMatrix, compute_metrics
+
+    between = ConfusionMatrix(num_classes)
+    truth = {"fp32": ConfusionMatrix(num_classes), "int8": ConfusionMatrix(num_classes)}
     for index, batch in enumerate(images):
-        reference, got = fp32(batch).argmax(1).ravel(), int8(batch).argmax(1).ravel()
-        table += _confusion(reference, got, num_classes)
-        if index < len(labels):
-            label = np.asarray(labels[index]).ravel()
-            if label.size == reference.size:
-                valid = label < num_classes
-                truth["fp32"] += _confusion(label[valid], reference[valid], num_classes)
-                truth["int8"] += _confusion(label[valid], got[valid], num_classes)
-    pixels = int(table.sum())
-    agreement = float(np.trace(table)) / max(pixels, 1)
-    report = Int8Report(agreement, _miou(table), len(images), pixels, list(excluded))
-    if truth["fp32"].sum():
-        report.labels_miou_fp32, report.labels_miou_int8 = _miou(truth["fp32"]), _miou(truth["int8"])
+        reference, got = fp32(batch).argmax(1), int8(batch).argmax(1)
+        between.update(got, reference)
+        if index < len(labels) and np.shape(labels[index]) == reference.shape[1:] and len(reference) == 1:
+            truth["fp32"].update(reference[0], labels[index])
+            truth["int8"].update(got[0], labels[index])
+    pixels = int(between.matrix.sum())
+    scores = compute_metrics(between.table())
+    # no pixel at all: nothing disagreed
+    agreement, miou = (scores.pixel_accuracy, scores.miou) if pixels else (0.0, 1.0)
+    report = Int8Report(agreement, miou, len(images), pixels, list(excluded))
+    if truth["fp32"].matrix.sum():
+        report.labels_miou_fp32 = compute_metrics(truth["fp32"].table()).miou
+        report.labels_miou_int8 = compute_metrics(truth["int8"].table()).miou
     return report
-
-
-def _confusion(truth: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
-    """The num_classes² table counting (truth, predicted) pairs."""
-    return np.bincount(truth.astype(np.int64) * num_classes + predicted, minlength=num_classes ** 2).reshape(
-        num_classes, num_classes)
-
-
-def _miou(table: np.ndarray) -> float:
-    """Mean IoU of a confusion table over the classes present in either axis (1.0 when none is)."""
-    union = table.sum(0) + table.sum(1) - np.diag(table)
-    present = union > 0
-    return float(np.mean(np.diag(table)[present] / union[present])) if present.any() else 1.0
 
 
 def check_agreement(report: Int8Report, settings: Int8Settings) -> None:
@@ -301,7 +287,7 @@ def check_agreement(report: Int8Report, settings: Int8Settings) -> None:
     if report.agreement < settings.floor and not settings.force:
         raise SemsegError(f"int8 model refused: it agrees with float32 on {report.agreement:.2%} of "
                           f"{report.pixels} held-back pixels ({report.held_back_images} images, mIoU vs "
-                          f"float32 {report.miou_vs_fp32:.2%}{report.labels_summary()}), below the floor "
+                          f"float32 {report.miou_vs_fp32:.2%}{int8_labels_summary(report.to_json())}), below the floor "
                           f"{settings.floor:.2%} (--int8-floor); nothing written (--force-int8 writes it anyway)")
 
 
